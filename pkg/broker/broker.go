@@ -1,0 +1,100 @@
+// Package broker holds the Kafka settings every Sagashop service shares, so
+// that none of kafka-go's risky defaults (no acks, round-robin partitioning,
+// a one-second batch timeout) reaches production by accident. It also creates
+// the project's topics: the broker runs with automatic topic creation off.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// NewWriter returns a producer for any topic (the topic is set per message):
+// acknowledged by all in-sync replicas, partitioned by the hash of the key
+// (the order id, so one order's events stay in order), batched for at most a
+// few milliseconds. Retries are left to the caller (the outbox relay), so a
+// failed batch is retried whole and never reordered behind a later one.
+func NewWriter(brokers []string) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:                   kafka.TCP(brokers...),
+		Balancer:               &kafka.Hash{},
+		RequiredAcks:           kafka.RequireAll,
+		BatchTimeout:           5 * time.Millisecond,
+		BatchSize:              1000,
+		BatchBytes:             4 << 20,
+		MaxAttempts:            1,
+		WriteTimeout:           10 * time.Second,
+		ReadTimeout:            10 * time.Second,
+		AllowAutoTopicCreation: false,
+	}
+}
+
+// EnsureTopics creates the topics that do not exist yet, each with
+// partitions partitions and replication factor 1 (the single-node stack).
+// Topics that exist are left as they are.
+func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	client, done := newClient(brokers, 10*time.Second)
+	defer done()
+	req := &kafka.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: 1})
+	}
+	resp, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("create topics %v: %w", topics, err)
+	}
+	var errs []error
+	for topic, err := range resp.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("create topic %s: %w", topic, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DeleteTopics deletes topics; tests use it to clean up.
+func DeleteTopics(ctx context.Context, brokers []string, topics ...string) error {
+	client, done := newClient(brokers, 10*time.Second)
+	defer done()
+	resp, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: topics})
+	if err != nil {
+		return fmt.Errorf("delete topics %v: %w", topics, err)
+	}
+	var errs []error
+	for topic, err := range resp.Errors {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("delete topic %s: %w", topic, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Ping checks that a broker answers a metadata request: the readiness probe.
+func Ping(ctx context.Context, brokers []string) error {
+	client, done := newClient(brokers, 2*time.Second)
+	defer done()
+	if _, err := client.Metadata(ctx, &kafka.MetadataRequest{}); err != nil {
+		var nerr net.Error
+		if errors.As(err, &nerr) {
+			return fmt.Errorf("kafka %v unreachable: %w", brokers, err)
+		}
+		return fmt.Errorf("kafka metadata: %w", err)
+	}
+	return nil
+}
+
+// newClient returns an admin client with a transport of its own: kafka-go's
+// shared default transport keeps connections that a broker restart has
+// broken, and the next request on them fails.
+func newClient(brokers []string, timeout time.Duration) (*kafka.Client, func()) {
+	tr := &kafka.Transport{DialTimeout: timeout}
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: timeout, Transport: tr}, tr.CloseIdleConnections
+}
