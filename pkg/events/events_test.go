@@ -1,0 +1,198 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func TestCloudEventsRoundTrip(t *testing.T) {
+	created := OrderCreated{
+		OrderID: "0193a5c0-0000-7000-8000-000000000001", CustomerID: "c-1", Email: "c1@example.com", Currency: "USD",
+		Items: []Item{{SKU: "mug", Quantity: 2, UnitPriceCents: 1299}}, TotalCents: 2598,
+	}
+	cause, err := New("payment", PaymentFailed{OrderID: created.OrderID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New("order", created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e = e.CausedBy(cause)
+	e.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	e.TraceState = "vendor=1"
+
+	m := ToMessage(TopicOrders, e)
+	if string(m.Key) != created.OrderID || m.Topic != TopicOrders {
+		t.Fatalf("key %q topic %q", m.Key, m.Topic)
+	}
+	for h, want := range map[string]string{
+		HeaderSpecVersion: "1.0", HeaderID: e.ID, HeaderType: TypeOrderCreated, HeaderSource: "order",
+		HeaderSubject: created.OrderID, HeaderContentType: "application/json", HeaderSchemaVersion: "2",
+		HeaderCorrelationID: created.OrderID, HeaderCausationID: cause.ID, HeaderTraceParent: e.TraceParent,
+		HeaderTraceState: "vendor=1",
+	} {
+		if got := Header(m, h); got != want {
+			t.Errorf("header %s = %q, want %q", h, got, want)
+		}
+	}
+	if Header(m, HeaderTime) == "" {
+		t.Error("no ce_time header")
+	}
+
+	back, err := FromMessage(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !back.Time.Equal(e.Time) {
+		t.Errorf("time %v, want %v", back.Time, e.Time)
+	}
+	back.Time = e.Time
+	if !reflect.DeepEqual(back, e) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", back, e)
+	}
+	got, err := Decode[OrderCreated](back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, created) {
+		t.Errorf("payload %+v, want %+v", got, created)
+	}
+}
+
+func TestDecodeUpcastsOrderCreatedV1(t *testing.T) {
+	v1 := `{"order_id":"o-1","customer_id":"c-1","customer_email":"old@example.com",` +
+		`"items":[{"sku":"mug","quantity":1,"unit_price_cents":500}],"total_cents":500}`
+	e := Envelope{ID: "0193a5c0-0000-7000-8000-000000000002", Type: TypeOrderCreated, SchemaVersion: 1,
+		Source: "order", Subject: "o-1", Data: json.RawMessage(v1)}
+	got, err := Decode[OrderCreated](e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := OrderCreated{OrderID: "o-1", CustomerID: "c-1", Email: "old@example.com", Currency: "USD",
+		Items: []Item{{SKU: "mug", Quantity: 1, UnitPriceCents: 500}}, TotalCents: 500}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	base := Envelope{ID: "0193a5c0-0000-7000-8000-000000000003", Type: TypeOrderShipped, SchemaVersion: 1,
+		Source: "shipping", Subject: "o-1", Data: json.RawMessage(`{"order_id":"o-1","tracking_number":"T"}`)}
+	tests := []struct {
+		name   string
+		change func(*Envelope)
+		want   error
+	}{
+		{"future version", func(e *Envelope) { e.SchemaVersion = 7 }, ErrUnknownVersion},
+		{"version zero", func(e *Envelope) { e.SchemaVersion = 0 }, ErrUnknownVersion},
+		{"not json", func(e *Envelope) { e.Data = json.RawMessage(`{nope`) }, ErrMalformed},
+		{"wrong field type", func(e *Envelope) { e.Data = json.RawMessage(`{"order_id":5}`) }, ErrMalformed},
+		{"no subject in data", func(e *Envelope) { e.Data = json.RawMessage(`{}`) }, ErrMalformed},
+		{"other type", func(e *Envelope) { e.Type = TypeOrderCreated }, ErrUnexpectedType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := base
+			tt.change(&e)
+			if _, err := Decode[OrderShipped](e); !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	if _, err := Decode[OrderShipped](base); err != nil {
+		t.Fatalf("base envelope: %v", err)
+	}
+}
+
+func TestFromMessageRejects(t *testing.T) {
+	good, err := New("shipping", OrderShipped{OrderID: "o-1", TrackingNumber: "T"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	without := func(key string) func(*kafka.Message) {
+		return func(m *kafka.Message) {
+			var h []kafka.Header
+			for _, x := range m.Headers {
+				if x.Key != key {
+					h = append(h, x)
+				}
+			}
+			m.Headers = h
+		}
+	}
+	set := func(key, value string) func(*kafka.Message) {
+		return func(m *kafka.Message) {
+			without(key)(m)
+			m.Headers = append(m.Headers, kafka.Header{Key: key, Value: []byte(value)})
+		}
+	}
+	tests := []struct {
+		name   string
+		change func(*kafka.Message)
+		want   error
+	}{
+		{"no id", without(HeaderID), ErrMissingHeader},
+		{"no type", without(HeaderType), ErrMissingHeader},
+		{"no specversion", without(HeaderSpecVersion), ErrMissingHeader},
+		{"wrong specversion", set(HeaderSpecVersion, "0.3"), ErrMalformed},
+		{"id not a uuid", set(HeaderID, "'; DROP TABLE x;--"), ErrMalformed},
+		{"bad time", set(HeaderTime, "yesterday"), ErrMalformed},
+		{"bad version", set(HeaderSchemaVersion, "two"), ErrMalformed},
+		{"xml", set(HeaderContentType, "application/xml"), ErrUnsupportedContent},
+		{"no headers at all", func(m *kafka.Message) { m.Headers = nil }, ErrMissingHeader},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := ToMessage(TopicShipping, good)
+			tt.change(&m)
+			if _, err := FromMessage(m); !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFromMessageDefaults(t *testing.T) {
+	// A producer that sends only the required CloudEvents attributes: the
+	// subject falls back to the key and the version to 1.
+	m := kafka.Message{Key: []byte("o-9"), Value: []byte(`{"order_id":"o-9"}`), Headers: []kafka.Header{
+		{Key: HeaderSpecVersion, Value: []byte("1.0")},
+		{Key: HeaderID, Value: []byte("0193a5c0-0000-7000-8000-000000000004")},
+		{Key: HeaderType, Value: []byte(TypeOrderCancelled)},
+		{Key: HeaderSource, Value: []byte("elsewhere")},
+	}}
+	e, err := FromMessage(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Subject != "o-9" || e.SchemaVersion != 1 {
+		t.Fatalf("subject %q version %d", e.Subject, e.SchemaVersion)
+	}
+}
+
+func TestEveryTypeHasASchema(t *testing.T) {
+	payloads := []Payload{OrderCreated{}, OrderCancelled{}, PaymentProcessed{}, PaymentFailed{}, PaymentRefunded{},
+		InventoryReserved{}, InventoryUnavailable{}, ProductUpdated{}, OrderShipped{}, CustomerNotified{}}
+	for _, p := range payloads {
+		s, ok := schemas[p.EventType()]
+		if !ok {
+			t.Errorf("%s has no schema", p.EventType())
+			continue
+		}
+		if len(s.upcasters) != s.current-1 {
+			t.Errorf("%s: version %d needs %d upcasters, has %d", p.EventType(), s.current, s.current-1, len(s.upcasters))
+		}
+	}
+	if Known("Bogus") || !Known(TypeOrderShipped) {
+		t.Error("Known is wrong")
+	}
+	if !strings.HasSuffix(DeadLetterTopic("payment"), ".dlq") {
+		t.Error("dead-letter topic name")
+	}
+}
