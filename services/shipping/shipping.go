@@ -1,0 +1,77 @@
+package main
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// StatusShipped is the only status a shipment has: a shipment is created when
+// its order leaves the warehouse, and nothing happens to it afterwards.
+const StatusShipped = "SHIPPED"
+
+// ErrNotFound: no shipment for the order (it has not shipped, or never will).
+var ErrNotFound = errors.New("shipment not found")
+
+// Shipment is one order on its way to the customer.
+type Shipment struct {
+	OrderID        string
+	TrackingNumber string
+	Status         string
+	Items          []Item
+	CreatedAt      time.Time
+}
+
+// Item is one line of a shipment.
+type Item struct {
+	SKU      string `json:"sku"`
+	Quantity int    `json:"quantity"`
+}
+
+// Tracking numbers are "SS" and 12 upper-case letters or digits: 36^12
+// (about 4.7e18) values, so collisions are rare enough to retry.
+const (
+	trackingPrefix    = "SS"
+	trackingAlphabet  = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	trackingRandomLen = 12
+)
+
+// NewTrackingNumber returns a fresh tracking number drawn from crypto/rand.
+func NewTrackingNumber() (string, error) { return newTrackingNumber(rand.Reader) }
+
+func newTrackingNumber(r io.Reader) (string, error) {
+	// Bytes at or above 252 (7*36) are rejected so every character is
+	// equally likely; a plain modulo would favour the first four.
+	const limit = 256 - 256%len(trackingAlphabet)
+	out := make([]byte, 0, len(trackingPrefix)+trackingRandomLen)
+	out = append(out, trackingPrefix...)
+	buf := make([]byte, trackingRandomLen)
+	for len(out) < cap(out) {
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", fmt.Errorf("new tracking number: %w", err)
+		}
+		for _, b := range buf {
+			if int(b) >= limit || len(out) == cap(out) {
+				continue
+			}
+			out = append(out, trackingAlphabet[int(b)%len(trackingAlphabet)])
+		}
+	}
+	return string(out), nil
+}
+
+// ValidTrackingNumber reports whether s has the shape of a tracking number.
+func ValidTrackingNumber(s string) bool {
+	if len(s) != len(trackingPrefix)+trackingRandomLen || s[:len(trackingPrefix)] != trackingPrefix {
+		return false
+	}
+	for i := len(trackingPrefix); i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
