@@ -1,0 +1,71 @@
+// Command payment is Sagashop's payment service. It owns customer accounts
+// (balances topped up by deposits) and the payment of each order.
+//
+// It consumes, in consumer group "payment":
+//   - OrderCreated (orders.events): charge the order total to the customer's
+//     balance, emitting PaymentProcessed or PaymentFailed;
+//   - InventoryUnavailable (inventory.events): refundPayment, the compensation
+//     of a charge, emitting PaymentRefunded.
+//
+// It emits on payments.events, through its outbox, keyed by order id:
+// PaymentProcessed, PaymentFailed and PaymentRefunded.
+//
+// Guarantees: each event is applied at most once per event id (inbox) and
+// handlers are idempotent by state (one payment per order, one refund per
+// payment), so a business fact delivered twice under two ids has one effect;
+// a balance never goes below zero, however many charges run at once.
+//
+// HTTP: POST /accounts/{customer_id}/deposits, GET /accounts/{customer_id},
+// GET /payments/{order_id}.
+package main
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/platform"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	migrations, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	p, err := platform.Start(ctx, cfg.Platform, stdout, migrations)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	svc, err := newService(p.Pool, p.Logger, p.Registry)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx, platform.Parts{
+		Routes:   svc.routes,
+		Topics:   []string{events.TopicOrders, events.TopicInventory},
+		Handlers: svc.handlers(),
+	})
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Status is where a payment stands. A payment is created CHARGED or FAILED;
+// only CHARGED moves on, to REFUNDED. FAILED and REFUNDED are terminal.
+type Status string
+
+const (
+	StatusCharged  Status = "CHARGED"
+	StatusFailed   Status = "FAILED"
+	StatusRefunded Status = "REFUNDED"
+)
+
+// ReasonInsufficientFunds is the reason PaymentFailed carries.
+const ReasonInsufficientFunds = "insufficient_funds"
+
+// Deposit limits, in cents.
+const (
+	MinDepositCents = 1
+	MaxDepositCents = 100_000_000
+)
+
+// Errors the use cases return; callers branch on them with errors.Is.
+var (
+	// ErrNotFound: no such account or payment.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid: a command has invalid fields (see ValidationError).
+	ErrInvalid = errors.New("invalid")
+	// ErrAlreadyRefunded: the payment was refunded before; nothing to do.
+	ErrAlreadyRefunded = errors.New("payment already refunded")
+	// ErrNotCharged: the payment failed, so there is nothing to refund.
+	ErrNotCharged = errors.New("payment was not charged")
+)
+
+// ValidationError maps the invalid fields of a command to what is wrong with
+// them. It matches ErrInvalid.
+type ValidationError map[string]string
+
+func (v ValidationError) Error() string {
+	fields := make([]string, 0, len(v))
+	for f, msg := range v {
+		fields = append(fields, f+": "+msg)
+	}
+	sort.Strings(fields)
+	return "invalid: " + strings.Join(fields, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalid) true for a ValidationError.
+func (v ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+// orNil returns v as an error, or nil when it is empty.
+func (v ValidationError) orNil() error {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// Account is a customer's balance. It exists from the first deposit on.
+type Account struct {
+	CustomerID   string
+	BalanceCents int64
+}
+
+// Item is one line of the order a payment is for. The payment service does
+// not interpret items; it keeps them so PaymentProcessed can carry them on.
+type Item struct {
+	SKU            string `json:"sku"`
+	Quantity       int    `json:"quantity"`
+	UnitPriceCents int64  `json:"unit_price_cents"`
+}
+
+// Payment is the charge of one order's total to one customer's balance.
+type Payment struct {
+	OrderID     string
+	CustomerID  string
+	AmountCents int64
+	Status      Status
+	Items       []Item
+}
+
+// ValidateDeposit checks the amount of a deposit.
+func ValidateDeposit(amountCents int64) error {
+	v := ValidationError{}
+	if amountCents < MinDepositCents || amountCents > MaxDepositCents {
+		v["amount_cents"] = fmt.Sprintf("must be from %d to %d", MinDepositCents, MaxDepositCents)
+	}
+	return v.orNil()
+}
+
+// ValidateCharge checks what an order asks to be charged. A negative amount
+// would credit the account, so it is refused rather than charged.
+func ValidateCharge(customerID string, amountCents int64) error {
+	v := ValidationError{}
+	if customerID == "" {
+		v["customer_id"] = "is required"
+	}
+	if amountCents < 0 {
+		v["amount_cents"] = "must not be negative"
+	}
+	return v.orNil()
+}
+
+// NeedsDebit reports whether charging amountCents has to take money from an
+// account. A zero total needs nothing: a balance of 0, even that of a
+// customer who never deposited, covers it.
+func NeedsDebit(amountCents int64) bool { return amountCents > 0 }
+
+// Charge returns the payment of an order given whether the customer's
+// balance covered the amount (covered is the outcome of the guarded debit,
+// or true when NeedsDebit is false): CHARGED if it did, FAILED otherwise.
+func Charge(orderID, customerID string, amountCents int64, items []Item, covered bool) Payment {
+	p := Payment{OrderID: orderID, CustomerID: customerID, AmountCents: amountCents, Status: StatusFailed, Items: items}
+	if covered {
+		p.Status = StatusCharged
+	}
+	if p.Items == nil {
+		p.Items = []Item{}
+	}
+	return p
+}
+
+// Refund returns p refunded. It fails with ErrAlreadyRefunded when p was
+// refunded before and ErrNotCharged when p failed: in both cases there is
+// nothing to give back.
+func (p Payment) Refund() (Payment, error) {
+	switch p.Status {
+	case StatusCharged:
+		p.Status = StatusRefunded
+		return p, nil
+	case StatusRefunded:
+		return p, ErrAlreadyRefunded
+	default:
+		return p, fmt.Errorf("refund payment in status %s: %w", p.Status, ErrNotCharged)
+	}
+}

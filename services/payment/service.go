@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/outbox"
+)
+
+// service holds the payment use cases. Each one is one transaction: the
+// HTTP ones open it on the pool; the event handlers run in the consumer's,
+// which also records the event in the inbox.
+type service struct {
+	pool    *pgxpool.Pool
+	logger  *slog.Logger
+	metrics metrics
+}
+
+// metrics count the outcomes of the use cases. They are counted when the
+// handler decides, before the consumer commits, so a transaction that fails
+// to commit and is retried may be counted twice.
+type metrics struct {
+	payments *prometheus.CounterVec // by status: CHARGED, FAILED
+	refunds  prometheus.Counter
+}
+
+func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer) (*service, error) {
+	m := metrics{
+		payments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "payments_total", Help: "Payments of orders by outcome (CHARGED or FAILED).",
+		}, []string{"status"}),
+		refunds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "refunds_total", Help: "Charges refunded because inventory could not reserve the order.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.payments, m.refunds} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register payment metrics: %w", err)
+		}
+	}
+	return &service{pool: pool, logger: logger, metrics: m}, nil
+}
+
+// deposit adds amountCents to a customer's balance, opening the account on
+// the first deposit. It fails with ErrInvalid for an amount out of range.
+func (s *service) deposit(ctx context.Context, customerID string, amountCents int64) (Account, error) {
+	if err := ValidateDeposit(amountCents); err != nil {
+		return Account{}, err
+	}
+	var acc Account
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		acc, err = addDeposit(ctx, tx, customerID, amountCents)
+		return err
+	})
+	if err != nil {
+		return Account{}, fmt.Errorf("deposit for %s: %w", customerID, err)
+	}
+	return acc, nil
+}
+
+// account returns a customer's account, or ErrNotFound.
+func (s *service) account(ctx context.Context, customerID string) (Account, error) {
+	return getAccount(ctx, s.pool, customerID)
+}
+
+// payment returns the payment of an order (orderID a UUID), or ErrNotFound.
+func (s *service) payment(ctx context.Context, orderID string) (Payment, error) {
+	return getPayment(ctx, s.pool, orderID)
+}
+
+// charge charges an order's total to its customer in tx, on OrderCreated:
+// PaymentProcessed if the balance covers it, PaymentFailed if not (an
+// unknown customer has a balance of 0). An order that already has a
+// payment is left alone. It fails with ErrInvalid for a negative total.
+func (s *service) charge(ctx context.Context, tx pgx.Tx, cause events.Envelope, o events.OrderCreated) error {
+	if err := ValidateCharge(o.CustomerID, o.TotalCents); err != nil {
+		return fmt.Errorf("charge order %s: %w", o.OrderID, err)
+	}
+	// Two deliveries of the same order racing here both find no payment;
+	// the second one's insert then waits on the primary key and fails when
+	// the first commits, rolling back its debit, and its retry finds the
+	// payment.
+	existing, err := getPayment(ctx, tx, o.OrderID)
+	switch {
+	case err == nil:
+		s.logger.InfoContext(ctx, "order already has a payment, event ignored", "status", existing.Status)
+		return nil
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
+
+	covered := true
+	if NeedsDebit(o.TotalCents) {
+		if covered, err = debitAccount(ctx, tx, o.CustomerID, o.TotalCents); err != nil {
+			return err
+		}
+	}
+	p := Charge(o.OrderID, o.CustomerID, o.TotalCents, itemsFromEvent(o.Items), covered)
+	if err := insertPayment(ctx, tx, p); err != nil {
+		return err
+	}
+
+	var payload events.Payload
+	if p.Status == StatusCharged {
+		payload = events.PaymentProcessed{OrderID: p.OrderID, CustomerID: p.CustomerID, AmountCents: p.AmountCents, Items: itemsToEvent(p.Items)}
+	} else {
+		payload = events.PaymentFailed{OrderID: p.OrderID, CustomerID: p.CustomerID, AmountCents: p.AmountCents, Reason: ReasonInsufficientFunds}
+	}
+	if err := s.emit(ctx, tx, cause, payload); err != nil {
+		return err
+	}
+	s.metrics.payments.WithLabelValues(string(p.Status)).Inc()
+	if p.Status == StatusCharged {
+		s.logger.InfoContext(ctx, "payment charged", "customer_id", p.CustomerID, "amount_cents", p.AmountCents)
+	} else {
+		s.logger.InfoContext(ctx, "payment failed", "customer_id", p.CustomerID, "amount_cents", p.AmountCents, "reason", ReasonInsufficientFunds)
+	}
+	return nil
+}
+
+// refundPayment undoes the charge of an order in tx, on
+// InventoryUnavailable: the payment goes REFUNDED, the amount back to the
+// balance, and PaymentRefunded is emitted. A payment already refunded, a
+// failed one or none at all has nothing to undo and is left alone.
+func (s *service) refundPayment(ctx context.Context, tx pgx.Tx, cause events.Envelope, u events.InventoryUnavailable) error {
+	p, err := lockPayment(ctx, tx, u.OrderID)
+	if errors.Is(err, ErrNotFound) {
+		s.logger.WarnContext(ctx, "no payment to refund, event ignored")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	refunded, err := p.Refund()
+	switch {
+	case errors.Is(err, ErrAlreadyRefunded):
+		s.logger.InfoContext(ctx, "payment already refunded, event ignored")
+		return nil
+	case errors.Is(err, ErrNotCharged):
+		s.logger.WarnContext(ctx, "payment was not charged, nothing to refund", "status", p.Status)
+		return nil
+	case err != nil:
+		return err
+	}
+
+	if err := setPaymentStatus(ctx, tx, p.OrderID, p.Status, refunded.Status); err != nil {
+		return err
+	}
+	if NeedsDebit(p.AmountCents) {
+		ok, err := creditAccount(ctx, tx, p.CustomerID, p.AmountCents)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// A charge above 0 debited this account, and accounts are never
+			// deleted: this is a broken ledger, not a bad event.
+			return fmt.Errorf("refund order %s: account %s is missing", p.OrderID, p.CustomerID)
+		}
+	}
+	err = s.emit(ctx, tx, cause, events.PaymentRefunded{
+		OrderID: u.OrderID, CustomerID: p.CustomerID, AmountCents: p.AmountCents, Reason: events.ReasonOutOfStock,
+	})
+	if err != nil {
+		return err
+	}
+	s.metrics.refunds.Inc()
+	s.logger.InfoContext(ctx, "payment refunded", "customer_id", p.CustomerID, "amount_cents", p.AmountCents, "missing_skus", u.MissingSKUs)
+	return nil
+}
+
+// emit writes payload to the outbox in tx as caused by cause.
+func (s *service) emit(ctx context.Context, tx pgx.Tx, cause events.Envelope, payload events.Payload) error {
+	env, err := events.New(serviceName, payload)
+	if err != nil {
+		return err
+	}
+	return outbox.Write(ctx, tx, events.TopicPayments, env.CausedBy(cause))
+}
+
+func itemsFromEvent(in []events.Item) []Item {
+	out := make([]Item, len(in))
+	for i, it := range in {
+		out[i] = Item{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents}
+	}
+	return out
+}
+
+func itemsToEvent(in []Item) []events.Item {
+	out := make([]events.Item, len(in))
+	for i, it := range in {
+		out[i] = events.Item{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents}
+	}
+	return out
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// querier is what the reads need: a pool, a connection or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+type accountRow struct {
+	CustomerID   string    `db:"customer_id"`
+	BalanceCents int64     `db:"balance_cents"`
+	CreatedAt    time.Time `db:"created_at"`
+	UpdatedAt    time.Time `db:"updated_at"`
+}
+
+type paymentRow struct {
+	OrderID     string    `db:"order_id"`
+	CustomerID  string    `db:"customer_id"`
+	AmountCents int64     `db:"amount_cents"`
+	Status      string    `db:"status"`
+	Items       []Item    `db:"items"`
+	CreatedAt   time.Time `db:"created_at"`
+	UpdatedAt   time.Time `db:"updated_at"`
+}
+
+func (r paymentRow) payment() Payment {
+	return Payment{OrderID: r.OrderID, CustomerID: r.CustomerID, AmountCents: r.AmountCents, Status: Status(r.Status), Items: r.Items}
+}
+
+const paymentColumns = `order_id::text AS order_id, customer_id, amount_cents, status, items, created_at, updated_at`
+
+// addDeposit records a deposit and adds it to the balance, opening the
+// account on the first one. It returns the account as it is afterwards.
+func addDeposit(ctx context.Context, tx pgx.Tx, customerID string, amountCents int64) (Account, error) {
+	rows, err := tx.Query(ctx, `
+		INSERT INTO accounts (customer_id, balance_cents) VALUES ($1, $2)
+		ON CONFLICT (customer_id) DO UPDATE
+		SET balance_cents = accounts.balance_cents + EXCLUDED.balance_cents, updated_at = now()
+		RETURNING customer_id, balance_cents, created_at, updated_at`, customerID, amountCents)
+	if err != nil {
+		return Account{}, fmt.Errorf("credit account %s: %w", customerID, err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[accountRow])
+	if err != nil {
+		return Account{}, fmt.Errorf("credit account %s: %w", customerID, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO deposits (customer_id, amount_cents) VALUES ($1, $2)`, customerID, amountCents); err != nil {
+		return Account{}, fmt.Errorf("record deposit for %s: %w", customerID, err)
+	}
+	return Account{CustomerID: row.CustomerID, BalanceCents: row.BalanceCents}, nil
+}
+
+// getAccount returns a customer's account, or ErrNotFound.
+func getAccount(ctx context.Context, q querier, customerID string) (Account, error) {
+	rows, err := q.Query(ctx, `SELECT customer_id, balance_cents, created_at, updated_at FROM accounts WHERE customer_id = $1`, customerID)
+	if err != nil {
+		return Account{}, fmt.Errorf("get account %s: %w", customerID, err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[accountRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Account{}, ErrNotFound
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("get account %s: %w", customerID, err)
+	}
+	return Account{CustomerID: row.CustomerID, BalanceCents: row.BalanceCents}, nil
+}
+
+// debitAccount takes amountCents from the customer's balance if it covers
+// it, and reports whether it did. The guard is in the UPDATE itself, so
+// concurrent debits can never overdraw (and the CHECK backs it up).
+func debitAccount(ctx context.Context, tx pgx.Tx, customerID string, amountCents int64) (bool, error) {
+	tag, err := tx.Exec(ctx, `
+		UPDATE accounts SET balance_cents = balance_cents - $1, updated_at = now()
+		WHERE customer_id = $2 AND balance_cents >= $1`, amountCents, customerID)
+	if err != nil {
+		return false, fmt.Errorf("debit account %s: %w", customerID, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// creditAccount gives amountCents back to the customer's balance and
+// reports whether the account exists.
+func creditAccount(ctx context.Context, tx pgx.Tx, customerID string, amountCents int64) (bool, error) {
+	tag, err := tx.Exec(ctx, `
+		UPDATE accounts SET balance_cents = balance_cents + $1, updated_at = now()
+		WHERE customer_id = $2`, amountCents, customerID)
+	if err != nil {
+		return false, fmt.Errorf("credit account %s: %w", customerID, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// getPayment returns the payment of an order, or ErrNotFound. orderID must
+// be a UUID.
+func getPayment(ctx context.Context, q querier, orderID string) (Payment, error) {
+	return queryPayment(ctx, q, `SELECT `+paymentColumns+` FROM payments WHERE order_id = $1`, orderID)
+}
+
+// lockPayment is getPayment that also locks the row until tx ends.
+func lockPayment(ctx context.Context, tx pgx.Tx, orderID string) (Payment, error) {
+	return queryPayment(ctx, tx, `SELECT `+paymentColumns+` FROM payments WHERE order_id = $1 FOR UPDATE`, orderID)
+}
+
+func queryPayment(ctx context.Context, q querier, sql, orderID string) (Payment, error) {
+	rows, err := q.Query(ctx, sql, orderID)
+	if err != nil {
+		return Payment{}, fmt.Errorf("get payment %s: %w", orderID, err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[paymentRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Payment{}, ErrNotFound
+	}
+	if err != nil {
+		return Payment{}, fmt.Errorf("get payment %s: %w", orderID, err)
+	}
+	return row.payment(), nil
+}
+
+// insertPayment stores a new payment. A payment for the same order
+// committed meanwhile makes it fail (primary key), and the whole use case
+// with it.
+func insertPayment(ctx context.Context, tx pgx.Tx, p Payment) error {
+	items := p.Items
+	if items == nil {
+		items = []Item{}
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO payments (order_id, customer_id, amount_cents, status, items)
+		VALUES ($1, $2, $3, $4, $5)`, p.OrderID, p.CustomerID, p.AmountCents, string(p.Status), items)
+	if err != nil {
+		return fmt.Errorf("insert payment %s: %w", p.OrderID, err)
+	}
+	return nil
+}
+
+// setPaymentStatus moves a payment from one status to another; it fails if
+// the payment is not in from.
+func setPaymentStatus(ctx context.Context, tx pgx.Tx, orderID string, from, to Status) error {
+	tag, err := tx.Exec(ctx, `
+		UPDATE payments SET status = $1, updated_at = now()
+		WHERE order_id = $2 AND status = $3`, string(to), orderID, string(from))
+	if err != nil {
+		return fmt.Errorf("set payment %s %s: %w", orderID, to, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("set payment %s %s: not %s", orderID, to, from)
+	}
+	return nil
+}
