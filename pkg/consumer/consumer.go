@@ -1,0 +1,470 @@
+// Package consumer is the idempotent Kafka consumer every Sagashop service
+// uses: it reads a consumer group's topics, runs the handler for each event
+// type inside one PostgreSQL transaction together with an inbox record, and
+// commits the Kafka offset only after that transaction has committed.
+//
+// Guarantees:
+//   - At-least-once delivery: an offset is committed only after the message's
+//     transaction (or its dead-letter write) has committed, so a crash
+//     redelivers rather than loses.
+//   - Effects are applied once per event id: the inbox row (processed_events)
+//     is written in the same transaction as the handler's effects, and a
+//     redelivered event finds it and is skipped.
+//   - Per-partition order is preserved: messages are handled one at a time and
+//     a failing message is retried in place, never skipped ahead of.
+//   - Poison messages are dead-lettered: a message that cannot be decoded, or
+//     whose handler fails permanently or too often, goes to
+//     events.DeadLetterTopic(group) with headers saying why, and the group
+//     moves on.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/sagashop/sagashop/pkg/broker"
+	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/telemetry"
+)
+
+// Schema is the inbox table. Apply it in every database a consumer writes
+// to; one database serves one consumer group, because the event id alone is
+// the key.
+const Schema = `CREATE TABLE IF NOT EXISTS processed_events (
+	event_id     uuid PRIMARY KEY,
+	event_type   text NOT NULL,
+	processed_at timestamptz NOT NULL DEFAULT now()
+)`
+
+const insertProcessed = `INSERT INTO processed_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+
+// Handler applies one event inside tx. Its effects commit together with the
+// inbox record, so it runs at most once per event id to completion. Return an
+// error wrapping ErrPermanent (see Permanent) for an event that can never
+// succeed; PostgreSQL connection, serialization, deadlock and lock errors are
+// retried; other errors are retried up to Config.MaxAttempts times.
+type Handler func(ctx context.Context, tx pgx.Tx, e events.Envelope) error
+
+// Publisher writes messages to Kafka; *kafka.Writer is one.
+type Publisher interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Config is what a Consumer needs. Brokers, Group, Topics, Handlers and Pool
+// are required.
+type Config struct {
+	Brokers  []string
+	Group    string
+	Topics   []string
+	Handlers map[string]Handler // by event type; other types are skipped
+	Pool     *pgxpool.Pool
+
+	// DeadLetter writes to events.DeadLetterTopic(Group); nil means
+	// broker.NewWriter(Brokers), closed when Run returns.
+	DeadLetter Publisher
+
+	Logger         *slog.Logger          // nil discards
+	TracerProvider trace.TracerProvider  // nil = noop
+	Registerer     prometheus.Registerer // nil = no metrics
+	MaxAttempts    int                   // attempts for unclassified errors before dead-lettering; default 10
+	MinBackoff     time.Duration         // first retry delay; default 50ms
+	MaxBackoff     time.Duration         // retry delay cap; default 5s
+}
+
+const (
+	defaultMaxAttempts = 10
+	defaultMinBackoff  = 50 * time.Millisecond
+	defaultMaxBackoff  = 5 * time.Second
+	defaultLagInterval = 5 * time.Second
+
+	// commitTimeout bounds an offset commit. The commit runs even when Run's
+	// context is cancelled: the transaction is already committed, and a
+	// committed offset spares the next owner a redelivery.
+	commitTimeout = 10 * time.Second
+
+	tracerName = "github.com/sagashop/sagashop/pkg/consumer"
+)
+
+// Consumer reads one consumer group's topics; see the package doc for what it
+// guarantees.
+type Consumer struct {
+	cfg         Config
+	log         *slog.Logger
+	tracer      trace.Tracer
+	propagator  propagation.TextMapPropagator
+	metrics     *metrics
+	dlqTopic    string
+	lagInterval time.Duration
+}
+
+// New checks cfg, fills in defaults and registers the metrics. It opens no
+// connection: Run does.
+func New(cfg Config) (*Consumer, error) {
+	var problems []error
+	if len(cfg.Brokers) == 0 {
+		problems = append(problems, errors.New("no brokers"))
+	}
+	if cfg.Group == "" {
+		problems = append(problems, errors.New("no group"))
+	}
+	if len(cfg.Topics) == 0 {
+		problems = append(problems, errors.New("no topics"))
+	}
+	if len(cfg.Handlers) == 0 {
+		problems = append(problems, errors.New("no handlers"))
+	}
+	for typ, h := range cfg.Handlers {
+		if h == nil {
+			problems = append(problems, fmt.Errorf("nil handler for %s", typ))
+		}
+	}
+	if cfg.Pool == nil {
+		problems = append(problems, errors.New("no database pool"))
+	}
+	if cfg.MaxAttempts < 0 || cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 {
+		problems = append(problems, errors.New("negative max attempts or backoff"))
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = defaultMaxAttempts
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = defaultMinBackoff
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = defaultMaxBackoff
+	}
+	if cfg.MinBackoff > cfg.MaxBackoff {
+		problems = append(problems, fmt.Errorf("min backoff %s above max backoff %s", cfg.MinBackoff, cfg.MaxBackoff))
+	}
+	if len(problems) == 0 {
+		// kafka.NewReader panics on a bad config; find out here instead.
+		rc := readerConfig(cfg, nil)
+		if err := rc.Validate(); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("consumer config: %w", errors.Join(problems...))
+	}
+
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("consumer metrics: %w", err)
+	}
+	return &Consumer{
+		cfg:         cfg,
+		log:         log.With("group", cfg.Group),
+		tracer:      tp.Tracer(tracerName),
+		propagator:  propagation.TraceContext{},
+		metrics:     m,
+		dlqTopic:    events.DeadLetterTopic(cfg.Group),
+		lagInterval: defaultLagInterval,
+	}, nil
+}
+
+// readerConfig sets every kafka-go Reader setting whose default is wrong for
+// us (see INFRA.md, kafka-go traps).
+func readerConfig(cfg Config, log *slog.Logger) kafka.ReaderConfig {
+	rc := kafka.ReaderConfig{
+		Brokers:     cfg.Brokers,
+		GroupID:     cfg.Group,
+		GroupTopics: cfg.Topics,
+		// A new group starts at the beginning: events produced before a
+		// service first started are still its input.
+		StartOffset: kafka.FirstOffset,
+		// The default 10 s makes an idle partition answer late.
+		MaxWait: 100 * time.Millisecond,
+		// Defaults of 3 s and 30 s make every rebalance, and noticing a dead
+		// member, slow.
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		JoinGroupBackoff:  time.Second,
+		// Synchronous commit per message, right after its transaction: the
+		// window for redelivery after a crash is one message.
+		CommitInterval: 0,
+		// The Reader's own lag is meaningless with a group; see reportLag.
+		ReadLagInterval: -1,
+	}
+	if log != nil {
+		rc.ErrorLogger = kafka.LoggerFunc(func(msg string, args ...any) {
+			log.Warn("kafka reader error", "error", fmt.Sprintf(msg, args...))
+		})
+	}
+	return rc
+}
+
+// Run consumes until ctx is cancelled, then closes the reader (leaving the
+// group, so its partitions move on at once) and returns nil. Kafka and
+// database outages are waited out, not returned. Run one at a time per
+// Consumer.
+func (c *Consumer) Run(ctx context.Context) error {
+	dlq := c.cfg.DeadLetter
+	if dlq == nil {
+		// A transport of its own: kafka-go's shared default transport caches
+		// metadata for up to 6 s, so it may not know the dead-letter topic
+		// created just below, and it keeps connections a broker restart broke.
+		tr := &kafka.Transport{}
+		w := broker.NewWriter(c.cfg.Brokers)
+		w.Transport = tr
+		defer func() {
+			if err := w.Close(); err != nil {
+				c.log.Warn("close dead-letter writer", "error", err)
+			}
+			tr.CloseIdleConnections()
+		}()
+		dlq = w
+	}
+	c.ensureDeadLetterTopic(ctx)
+
+	lagDone := make(chan struct{})
+	lagCtx, stopLag := context.WithCancel(ctx)
+	defer func() { stopLag(); <-lagDone }()
+	if c.cfg.Registerer != nil {
+		go func() { defer close(lagDone); c.reportLag(lagCtx) }()
+	} else {
+		close(lagDone)
+	}
+
+	r := kafka.NewReader(readerConfig(c.cfg, c.log))
+	c.log.Info("consumer started", "topics", c.cfg.Topics, "dead_letter_topic", c.dlqTopic)
+	fetchFailures := 0
+	for {
+		msg, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			// The reader reconnects and rejoins by itself; it reports errors
+			// it keeps running into, which we only log and wait out.
+			fetchFailures++
+			c.log.Warn("fetch message", "error", err)
+			if !sleep(ctx, c.backoff(fetchFailures)) {
+				break
+			}
+			continue
+		}
+		fetchFailures = 0
+		if err := c.handle(ctx, dlq, msg); err != nil {
+			// Only cancellation ends handling unfinished: the message stays
+			// uncommitted and is redelivered to whoever owns its partition.
+			break
+		}
+		c.commit(ctx, r, msg)
+	}
+	if err := r.Close(); err != nil {
+		c.log.Warn("close reader", "error", err)
+	}
+	c.log.Info("consumer stopped")
+	return nil
+}
+
+// ensureDeadLetterTopic creates the group's dead-letter topic if missing: the
+// broker does not create topics on first write, and a dead-letter write that
+// cannot succeed would stall the group. A failure is logged, not fatal; the
+// dead-letter write retries anyway.
+func (c *Consumer) ensureDeadLetterTopic(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := broker.EnsureTopics(ctx, c.cfg.Brokers, events.Partitions, c.dlqTopic); err != nil {
+		c.log.Warn("ensure dead-letter topic", "topic", c.dlqTopic, "error", err)
+	}
+}
+
+// commit commits msg's offset. A failure is logged and passed over: the
+// effects are committed, so the worst outcome is a redelivery that the inbox
+// skips, and the next message's commit covers this one.
+func (c *Consumer) commit(ctx context.Context, r *kafka.Reader, msg kafka.Message) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if err := r.CommitMessages(ctx, msg); err != nil {
+		c.log.Warn("commit offset", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "error", err)
+	}
+}
+
+// handle brings one message to an outcome that allows committing its offset:
+// applied, duplicate, skipped or dead-lettered. It returns an error only when
+// ctx is done first.
+func (c *Consumer) handle(ctx context.Context, dlq Publisher, msg kafka.Message) error {
+	env, err := events.FromMessage(msg)
+	if err != nil {
+		// Whatever metadata the headers do carry goes on the span.
+		partial := events.Envelope{
+			ID:      events.Header(msg, events.HeaderID),
+			Type:    events.Header(msg, events.HeaderType),
+			Subject: string(msg.Key),
+		}
+		ctx, span := c.startSpan(ctx, msg, partial)
+		defer span.End()
+		ctx = telemetry.WithLogAttrs(ctx, slog.String(telemetry.LogOrderID, partial.Subject), slog.String(telemetry.LogEventID, partial.ID))
+		recordError(span, err)
+		return c.deadLetter(ctx, dlq, msg, partial.Type, ReasonDecode, err)
+	}
+	h, ok := c.cfg.Handlers[env.Type]
+	if !ok {
+		// Tolerant reader: a topic carries types this service has no use
+		// for, and producers may add types before consumers know them.
+		c.metrics.skipped.WithLabelValues(c.cfg.Group, env.Type).Inc()
+		c.log.Debug("event of unhandled type skipped", "type", env.Type, telemetry.LogEventID, env.ID)
+		return nil
+	}
+
+	ctx, span := c.startSpan(ctx, msg, env)
+	defer span.End()
+	ctx = telemetry.WithLogAttrs(ctx, slog.String(telemetry.LogOrderID, env.Subject), slog.String(telemetry.LogEventID, env.ID))
+	start := time.Now()
+	defer func() {
+		c.metrics.duration.WithLabelValues(c.cfg.Group, env.Type).Observe(time.Since(start).Seconds())
+	}()
+
+	failures, unclassified := 0, 0
+	for {
+		duplicate, err := c.apply(ctx, h, env)
+		if err == nil {
+			if duplicate {
+				c.metrics.duplicates.WithLabelValues(c.cfg.Group, env.Type).Inc()
+				c.log.InfoContext(ctx, "duplicate event skipped", "type", env.Type)
+			} else {
+				c.metrics.processed.WithLabelValues(c.cfg.Group, env.Type).Inc()
+				c.log.DebugContext(ctx, "event processed", "type", env.Type)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		class := classify(err)
+		switch class {
+		case classPermanent:
+			recordError(span, err)
+			return c.deadLetter(ctx, dlq, msg, env.Type, ReasonHandler, err)
+		case classUnclassified:
+			unclassified++
+			if unclassified >= c.cfg.MaxAttempts {
+				recordError(span, err)
+				return c.deadLetter(ctx, dlq, msg, env.Type, ReasonMaxAttempts, err)
+			}
+		}
+		failures++
+		wait := c.backoff(failures)
+		c.metrics.retries.WithLabelValues(c.cfg.Group, env.Type).Inc()
+		span.AddEvent("retry", trace.WithAttributes(
+			attribute.Int("attempt", failures),
+			attribute.String("error", err.Error()),
+			attribute.Bool("transient", class == classTransient),
+		))
+		c.log.WarnContext(ctx, "event processing failed, retrying",
+			"type", env.Type, "error", err, "attempt", failures, "transient", class == classTransient, "backoff", wait)
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+}
+
+// apply runs one attempt: the inbox insert and the handler in one
+// transaction. duplicate reports that the inbox already held the event, in
+// which case the handler did not run.
+func (c *Consumer) apply(ctx context.Context, h Handler, env events.Envelope) (duplicate bool, err error) {
+	err = pgx.BeginFunc(ctx, c.cfg.Pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, insertProcessed, env.ID, env.Type)
+		if err != nil {
+			return fmt.Errorf("record event in inbox: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			duplicate = true
+			return nil
+		}
+		return c.callHandler(ctx, h, tx, env)
+	})
+	if err != nil {
+		return false, fmt.Errorf("apply %s %s: %w", env.Type, env.ID, err)
+	}
+	return duplicate, nil
+}
+
+// callHandler turns a handler's panic into an unclassified error, so a
+// message that crashes its handler is retried and then dead-lettered instead
+// of crashing the service on every redelivery.
+func (c *Consumer) callHandler(ctx context.Context, h Handler, tx pgx.Tx, env events.Envelope) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.ErrorContext(ctx, "handler panicked", "type", env.Type, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return h(ctx, tx, env)
+}
+
+// startSpan continues the producer's trace (W3C trace context in the
+// message headers) with a consumer span for processing msg.
+func (c *Consumer) startSpan(ctx context.Context, msg kafka.Message, env events.Envelope) (context.Context, trace.Span) {
+	ctx = c.propagator.Extract(ctx, headerCarrier(msg.Headers))
+	attrs := []attribute.KeyValue{
+		attribute.String("messaging.system", "kafka"),
+		attribute.String("messaging.destination.name", msg.Topic),
+		attribute.String("messaging.operation.type", "process"),
+		attribute.String("messaging.operation.name", "process"),
+		attribute.String("messaging.consumer.group.name", c.cfg.Group),
+		attribute.String("messaging.destination.partition.id", strconv.Itoa(msg.Partition)),
+		attribute.Int64("messaging.kafka.offset", msg.Offset),
+		attribute.String("messaging.kafka.message.key", string(msg.Key)),
+	}
+	if env.ID != "" {
+		attrs = append(attrs, attribute.String("messaging.message.id", env.ID), attribute.String("event.type", env.Type))
+	}
+	if env.Subject != "" {
+		attrs = append(attrs, telemetry.OrderID.String(env.Subject))
+	}
+	return c.tracer.Start(ctx, msg.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+}
+
+func recordError(span trace.Span, err error) {
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+}
+
+// headerCarrier reads W3C trace context from Kafka headers.
+type headerCarrier []kafka.Header
+
+func (h headerCarrier) Get(key string) string {
+	for _, kv := range h {
+		if kv.Key == key {
+			return string(kv.Value)
+		}
+	}
+	return ""
+}
+
+// Set is never used: the consumer only extracts.
+func (h headerCarrier) Set(string, string) {}
+
+func (h headerCarrier) Keys() []string {
+	keys := make([]string, len(h))
+	for i, kv := range h {
+		keys[i] = kv.Key
+	}
+	return keys
+}
