@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/outbox"
+)
+
+// service holds the order use cases. Each runs in one transaction: its own
+// (placeOrder) or the consumer's (the event handlers).
+type service struct {
+	pool    *pgxpool.Pool
+	logger  *slog.Logger
+	metrics *metrics
+
+	// watchers counts goroutines waiting for a transaction to commit (see
+	// afterCommit); tests wait for them.
+	watchers sync.WaitGroup
+}
+
+type metrics struct {
+	ordersCreated prometheus.Counter
+	sagaOrders    *prometheus.CounterVec
+	sagaDuration  prometheus.Histogram
+}
+
+func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer) (*service, error) {
+	m := &metrics{
+		ordersCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orders_created_total",
+			Help: "Orders created (idempotent replays not counted).",
+		}),
+		sagaOrders: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "saga_orders_total",
+			Help: "Orders that reached a terminal state, by outcome (shipped, cancelled) and cancellation reason.",
+		}, []string{"outcome", "reason"}),
+		sagaDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "saga_duration_seconds",
+			Help:    "Time from an order's creation to its terminal state.",
+			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60},
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.ordersCreated, m.sagaOrders, m.sagaDuration} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register order metrics: %w", err)
+		}
+	}
+	// Show the expected series at zero from the start.
+	m.sagaOrders.WithLabelValues("shipped", "")
+	m.sagaOrders.WithLabelValues("cancelled", ReasonPaymentFailed)
+	m.sagaOrders.WithLabelValues("cancelled", ReasonOutOfStock)
+	return &service{pool: pool, logger: logger, metrics: m}, nil
+}
+
+// placeOrder creates the order req asks for, priced from the catalog copy,
+// together with its OrderCreated event and, when key is set, the
+// idempotency key: one transaction. A key already used for the same request
+// returns that order with replayed set and creates nothing. It fails with a
+// *ValidationError (ErrInvalid) for SKUs not in the catalog or too large a
+// total, and with ErrConflict for a key used for a different request.
+func (s *service) placeOrder(ctx context.Context, key string, req NewOrder) (o Order, replayed bool, err error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Order{}, false, fmt.Errorf("new order id: %w", err)
+	}
+	hash := req.Hash()
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		replayed = false
+		if key != "" {
+			claimed, ownerHash, ownerID, err := claimKey(ctx, tx, key, hash, id)
+			if err != nil {
+				return err
+			}
+			if !claimed {
+				if ownerHash != hash {
+					return ErrConflict
+				}
+				o, err = selectOrder(ctx, tx, ownerID)
+				if errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("idempotency key %q names missing order %s", key, ownerID)
+				}
+				replayed = true
+				return err
+			}
+		}
+		skus := make([]string, len(req.Items))
+		for i, it := range req.Items {
+			skus[i] = it.SKU
+		}
+		prices, err := selectPrices(ctx, tx, skus)
+		if err != nil {
+			return err
+		}
+		items, total, err := Price(req.Items, prices)
+		if err != nil {
+			return err
+		}
+		o = Order{
+			ID: id, CustomerID: req.CustomerID, Email: req.Email,
+			Status: StatusPending, TotalCents: total, Currency: Currency, Items: items,
+		}
+		if o.CreatedAt, err = insertOrder(ctx, tx, o); err != nil {
+			return err
+		}
+		o.UpdatedAt = o.CreatedAt
+		created := events.OrderCreated{
+			OrderID: id.String(), CustomerID: o.CustomerID, Email: o.Email,
+			Currency: o.Currency, TotalCents: o.TotalCents, Items: make([]events.Item, len(items)),
+		}
+		for i, it := range items {
+			created.Items[i] = events.Item{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents}
+		}
+		env, err := events.New(serviceName, created)
+		if err != nil {
+			return err
+		}
+		return outbox.Write(ctx, tx, events.TopicOrders, env)
+	})
+	if err != nil {
+		return Order{}, false, fmt.Errorf("place order: %w", err)
+	}
+	if !replayed {
+		s.metrics.ordersCreated.Inc()
+	}
+	return o, replayed, nil
+}
+
+// getOrder returns order id. It fails with ErrNotFound.
+func (s *service) getOrder(ctx context.Context, id uuid.UUID) (Order, error) {
+	return selectOrder(ctx, s.pool, id)
+}
+
+// advance moves order id to status to (with reason, for CANCELLED) because
+// of event e, in the consumer's transaction tx, if the transition rules
+// allow it; otherwise it does nothing, which makes a repeated or late event
+// harmless. Cancelling emits OrderCancelled. It fails with ErrNotFound for
+// an order this service never created.
+func (s *service) advance(ctx context.Context, tx pgx.Tx, e events.Envelope, id uuid.UUID, to Status, reason string) error {
+	o, err := lockOrder(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	switch d := Transition(o.Status, to); d {
+	case Advance:
+	case Refused:
+		s.logger.WarnContext(ctx, "event ignored: a reserved order always ships", "type", e.Type, "status", o.Status, "requested", to)
+		return nil
+	default:
+		s.logger.DebugContext(ctx, "event ignored: order already there or beyond", "type", e.Type, "status", o.Status, "requested", to, "decision", d.String())
+		return nil
+	}
+	updated, err := updateStatus(ctx, tx, id, to, reason)
+	if err != nil {
+		return err
+	}
+	if to == StatusCancelled {
+		env, err := events.New(serviceName, events.OrderCancelled{OrderID: id.String(), CustomerID: o.CustomerID, Reason: reason})
+		if err != nil {
+			return err
+		}
+		if err := outbox.Write(ctx, tx, events.TopicOrders, env.CausedBy(e)); err != nil {
+			return err
+		}
+	}
+	if to.Terminal() {
+		elapsed := updated.Sub(o.CreatedAt)
+		err := s.afterCommit(ctx, tx, func() {
+			s.metrics.sagaOrders.WithLabelValues(SagaOutcome(to), reason).Inc()
+			s.metrics.sagaDuration.Observe(elapsed.Seconds())
+		})
+		if err != nil {
+			return err
+		}
+	}
+	s.logger.InfoContext(ctx, "order status changed", "from", o.Status, "to", to, "reason", reason, "type", e.Type)
+	return nil
+}
+
+// updateProduct writes p, from event e, into the catalog copy, unless a
+// later event already did.
+func (s *service) updateProduct(ctx context.Context, tx pgx.Tx, e events.Envelope, p Product) error {
+	at := e.Time
+	if at.IsZero() {
+		at = time.Now()
+	}
+	wrote, err := upsertProduct(ctx, tx, p, at)
+	if err != nil {
+		return err
+	}
+	if !wrote {
+		s.logger.DebugContext(ctx, "product update ignored: a later one is stored", "sku", p.SKU)
+		return nil
+	}
+	s.logger.InfoContext(ctx, "product updated", "sku", p.SKU, "price_cents", p.PriceCents)
+	return nil
+}
+
+// commitWait bounds how long afterCommit waits for a transaction to end.
+const commitWait = 2 * time.Minute
+
+// afterCommit runs f once tx has committed, and never if tx rolls back. An
+// event handler cannot see its own commit (the consumer commits after the
+// handler returns), so a goroutine asks PostgreSQL about tx's transaction id
+// until it is decided. The saga metrics use it: they must count only the
+// transaction that really moved an order to a terminal state, once.
+func (s *service) afterCommit(ctx context.Context, tx pgx.Tx, f func()) error {
+	xid, err := currentXactID(ctx, tx)
+	if err != nil {
+		return err
+	}
+	s.watchers.Add(1)
+	go func() {
+		defer s.watchers.Done()
+		s.awaitCommit(context.WithoutCancel(ctx), xid, f)
+	}()
+	return nil
+}
+
+func (s *service) awaitCommit(ctx context.Context, xid string, f func()) {
+	ctx, cancel := context.WithTimeout(ctx, commitWait)
+	defer cancel()
+	wait := 5 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			s.logger.WarnContext(ctx, "saga metrics not recorded: transaction still open", "xid", xid)
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+		status, err := xactStatus(ctx, s.pool, xid)
+		switch {
+		case err != nil:
+			s.logger.WarnContext(ctx, "saga metrics not recorded", "xid", xid, "err", err)
+			return
+		case status == "committed":
+			f()
+			return
+		case status == "in progress":
+		default: // aborted: the event will be retried; or too old to know
+			return
+		}
+	}
+}

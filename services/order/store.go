@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Order is a placed order as stored.
+type Order struct {
+	ID         uuid.UUID `db:"id"`
+	CustomerID string    `db:"customer_id"`
+	Email      string    `db:"email"`
+	Status     Status    `db:"status"`
+	Reason     string    `db:"reason"`
+	TotalCents int64     `db:"total_cents"`
+	Currency   string    `db:"currency"`
+	CreatedAt  time.Time `db:"created_at"`
+	UpdatedAt  time.Time `db:"updated_at"`
+	Items      []Item    `db:"-"`
+}
+
+// querier is what the read functions need: a transaction or a pool.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+const orderColumns = `id, customer_id, email, status, reason, total_cents, currency, created_at, updated_at`
+
+// selectOrder reads order id with its items. It fails with ErrNotFound.
+func selectOrder(ctx context.Context, q querier, id uuid.UUID) (Order, error) {
+	rows, _ := q.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id)
+	o, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Order])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Order{}, ErrNotFound
+	}
+	if err != nil {
+		return Order{}, fmt.Errorf("select order %s: %w", id, err)
+	}
+	rows, _ = q.Query(ctx, `SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY sku`, id)
+	o.Items, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Item])
+	if err != nil {
+		return Order{}, fmt.Errorf("select items of order %s: %w", id, err)
+	}
+	return o, nil
+}
+
+// lockOrder reads order id's status for update, so concurrent events for one
+// order are decided one after the other. It fails with ErrNotFound.
+func lockOrder(ctx context.Context, tx pgx.Tx, id uuid.UUID) (Order, error) {
+	rows, _ := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 FOR UPDATE`, id)
+	o, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Order])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Order{}, ErrNotFound
+	}
+	if err != nil {
+		return Order{}, fmt.Errorf("lock order %s: %w", id, err)
+	}
+	return o, nil
+}
+
+// updateStatus sets the status and reason of order id and returns its new
+// updated_at.
+func updateStatus(ctx context.Context, tx pgx.Tx, id uuid.UUID, status Status, reason string) (time.Time, error) {
+	var updated time.Time
+	err := tx.QueryRow(ctx,
+		`UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1 RETURNING updated_at`,
+		id, status, reason).Scan(&updated)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("set order %s to %s: %w", id, status, err)
+	}
+	return updated, nil
+}
+
+// insertOrder stores a new order and its items and returns its created_at.
+func insertOrder(ctx context.Context, tx pgx.Tx, o Order) (time.Time, error) {
+	var created time.Time
+	err := tx.QueryRow(ctx,
+		`INSERT INTO orders (id, customer_id, email, status, reason, total_cents, currency)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at`,
+		o.ID, o.CustomerID, o.Email, o.Status, o.Reason, o.TotalCents, o.Currency).Scan(&created)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("insert order %s: %w", o.ID, err)
+	}
+	rows := make([][]any, len(o.Items))
+	for i, it := range o.Items {
+		rows[i] = []any{o.ID, it.SKU, it.Quantity, it.UnitPriceCents}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"order_items"},
+		[]string{"order_id", "sku", "quantity", "unit_price_cents"}, pgx.CopyFromRows(rows)); err != nil {
+		return time.Time{}, fmt.Errorf("insert items of order %s: %w", o.ID, err)
+	}
+	return created, nil
+}
+
+// claimKey records key for order id and request hash. If the key is taken
+// it returns false and the owner's hash and order; a concurrent claim of the
+// same key waits here until the other transaction ends.
+func claimKey(ctx context.Context, tx pgx.Tx, key, hash string, id uuid.UUID) (claimed bool, ownerHash string, ownerID uuid.UUID, err error) {
+	tag, err := tx.Exec(ctx,
+		`INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING`,
+		key, hash, id)
+	if err != nil {
+		return false, "", uuid.Nil, fmt.Errorf("claim idempotency key: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, hash, id, nil
+	}
+	// Read committed: this statement sees the row that made the insert
+	// do nothing, committed by the other transaction.
+	err = tx.QueryRow(ctx, `SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1`, key).Scan(&ownerHash, &ownerID)
+	if err != nil {
+		return false, "", uuid.Nil, fmt.Errorf("read idempotency key: %w", err)
+	}
+	return false, ownerHash, ownerID, nil
+}
+
+// selectPrices returns the catalog price of each of skus that is in the
+// catalog.
+func selectPrices(ctx context.Context, tx pgx.Tx, skus []string) (map[string]int64, error) {
+	rows, _ := tx.Query(ctx, `SELECT sku, price_cents FROM products WHERE sku = ANY($1)`, skus)
+	prices := make(map[string]int64, len(skus))
+	var sku string
+	var price int64
+	_, err := pgx.ForEachRow(rows, []any{&sku, &price}, func() error {
+		prices[sku] = price
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select prices: %w", err)
+	}
+	return prices, nil
+}
+
+// upsertProduct writes p into the catalog copy unless the row was written
+// by a later event (at). It reports whether it wrote.
+func upsertProduct(ctx context.Context, tx pgx.Tx, p Product, at time.Time) (bool, error) {
+	tag, err := tx.Exec(ctx,
+		`INSERT INTO products (sku, name, price_cents, updated_at) VALUES ($1, $2, $3, $4)
+		 ON CONFLICT (sku) DO UPDATE SET name = excluded.name, price_cents = excluded.price_cents, updated_at = excluded.updated_at
+		 WHERE products.updated_at <= excluded.updated_at`,
+		p.SKU, p.Name, p.PriceCents, at)
+	if err != nil {
+		return false, fmt.Errorf("upsert product %s: %w", p.SKU, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// currentXactID returns the id of tx's top-level transaction.
+func currentXactID(ctx context.Context, tx pgx.Tx) (string, error) {
+	var xid string
+	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text`).Scan(&xid); err != nil {
+		return "", fmt.Errorf("read transaction id: %w", err)
+	}
+	return xid, nil
+}
+
+// xactStatus returns "committed", "aborted" or "in progress" for
+// transaction xid, or "" when PostgreSQL no longer knows it.
+func xactStatus(ctx context.Context, q querier, xid string) (string, error) {
+	var status *string
+	if err := q.QueryRow(ctx, `SELECT pg_xact_status($1::xid8)`, xid).Scan(&status); err != nil {
+		return "", fmt.Errorf("read status of transaction %s: %w", xid, err)
+	}
+	if status == nil {
+		return "", nil
+	}
+	return *status, nil
+}
