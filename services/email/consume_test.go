@@ -1,0 +1,361 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sagashop/sagashop/pkg/consumer"
+	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/testenv"
+)
+
+const ada = "ada@example.com"
+
+func created(orderID, email string) events.OrderCreated {
+	return events.OrderCreated{
+		OrderID: orderID, CustomerID: "cust-1", Email: email, Currency: "USD",
+		Items: []events.Item{{SKU: "SKU-1", Quantity: 1, UnitPriceCents: 500}}, TotalCents: 500,
+	}
+}
+
+func shipped(orderID string) events.OrderShipped {
+	return events.OrderShipped{OrderID: orderID, TrackingNumber: "SSABCDEF123456"}
+}
+
+func cancelled(orderID, reason string) events.OrderCancelled {
+	return events.OrderCancelled{OrderID: orderID, CustomerID: "cust-1", Reason: reason}
+}
+
+func newOrderID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func mustApply(t *testing.T, ts testService, e events.Envelope) {
+	t.Helper()
+	if err := ts.apply(t, e); err != nil {
+		t.Fatalf("%s: %v", e.Type, err)
+	}
+}
+
+// checkNotified asserts that the outbox holds exactly one CustomerNotified
+// per kind, in order, each caused by the given event.
+func checkNotified(t *testing.T, ts testService, orderID string, kinds []string, causes []string) {
+	t.Helper()
+	out := ts.outbox(t)
+	if len(out) != len(kinds) {
+		t.Fatalf("outbox has %d events, want %d: %+v", len(out), len(kinds), out)
+	}
+	for i, o := range out {
+		var p events.CustomerNotified
+		if err := json.Unmarshal([]byte(o.Data), &p); err != nil {
+			t.Fatal(err)
+		}
+		if o.Topic != events.TopicEmail || o.Type != events.TypeCustomerNotified || p.OrderID != orderID || p.Kind != kinds[i] || o.CausationID != causes[i] {
+			t.Errorf("outbox[%d] = %+v %+v, want CustomerNotified{%s, %s} on %s caused by %s", i, o, p, orderID, kinds[i], events.TopicEmail, causes[i])
+		}
+	}
+}
+
+func TestOrderShippedBeforeOrderCreatedWaitsForTheRecipient(t *testing.T) {
+	srv := newSMTPServer(t)
+	ts := newTestService(t, testSender(srv.addr))
+	orderID := newOrderID()
+
+	mustApply(t, ts, newEvent(t, shipped(orderID)))
+
+	got := ts.emails(t)
+	if len(got) != 1 || got[0].Kind != KindOrderShipped || got[0].Sent || got[0].To != nil {
+		t.Fatalf("emails = %+v, want one pending order_shipped email", got)
+	}
+	if !strings.Contains(got[0].Body, "SSABCDEF123456") {
+		t.Errorf("body lacks the tracking number: %q", got[0].Body)
+	}
+	if out := ts.outbox(t); len(out) != 0 {
+		t.Errorf("outbox has %d events before the recipient is known, want none", len(out))
+	}
+	if n := len(srv.received()); n != 0 {
+		t.Errorf("SMTP server received %d messages before the recipient is known, want none", n)
+	}
+	if v := ts.metric(t, "emails_pending"); v != 1 {
+		t.Errorf("emails_pending = %v, want 1", v)
+	}
+
+	createdEvent := newEvent(t, created(orderID, ada))
+	mustApply(t, ts, createdEvent)
+
+	got = ts.emails(t)
+	if len(got) != 1 || !got[0].Sent || got[0].To == nil || *got[0].To != ada {
+		t.Fatalf("emails = %+v, want the order_shipped email sent to %s", got, ada)
+	}
+	checkNotified(t, ts, orderID, []string{KindOrderShipped}, []string{createdEvent.ID})
+	msgs := srv.received()
+	if len(msgs) != 1 {
+		t.Fatalf("SMTP server received %d messages, want 1", len(msgs))
+	}
+	if len(msgs[0].To) != 1 || msgs[0].To[0] != ada || msgs[0].Subject != "Your order "+orderID+" has shipped" || !strings.Contains(msgs[0].Body, "SSABCDEF123456") {
+		t.Errorf("message = %+v", msgs[0])
+	}
+	if v := ts.metric(t, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
+		t.Errorf("emails_sent_total{order_shipped} = %v, want 1", v)
+	}
+	if v := ts.metric(t, "emails_pending"); v != 0 {
+		t.Errorf("emails_pending = %v, want 0", v)
+	}
+
+	// Both facts again, under new event ids: nothing more goes out.
+	mustApply(t, ts, newEvent(t, created(orderID, ada)))
+	mustApply(t, ts, newEvent(t, shipped(orderID)))
+	if n := len(srv.received()); n != 1 {
+		t.Errorf("SMTP server received %d messages after redelivery, want 1", n)
+	}
+	checkNotified(t, ts, orderID, []string{KindOrderShipped}, []string{createdEvent.ID})
+}
+
+func TestOrderShippedAfterOrderCreatedSendsAtOnce(t *testing.T) {
+	srv := newSMTPServer(t)
+	ts := newTestService(t, testSender(srv.addr))
+	orderID := newOrderID()
+	mustApply(t, ts, newEvent(t, created(orderID, ada)))
+	if out := ts.outbox(t); len(out) != 0 {
+		t.Fatalf("OrderCreated alone wrote %d events, want none", len(out))
+	}
+
+	e := newEvent(t, shipped(orderID))
+	mustApply(t, ts, e)
+
+	if got := ts.emails(t); len(got) != 1 || !got[0].Sent || *got[0].To != ada {
+		t.Errorf("emails = %+v, want one sent to %s", got, ada)
+	}
+	checkNotified(t, ts, orderID, []string{KindOrderShipped}, []string{e.ID})
+	if msgs := srv.received(); len(msgs) != 1 || msgs[0].To[0] != ada {
+		t.Errorf("SMTP server received %+v, want one message to %s", msgs, ada)
+	}
+}
+
+func TestOrderShippedTwiceSendsOneEmail(t *testing.T) {
+	srv := newSMTPServer(t)
+	ts := newTestService(t, testSender(srv.addr))
+	orderID := newOrderID()
+	mustApply(t, ts, newEvent(t, created(orderID, ada)))
+
+	first, second := newEvent(t, shipped(orderID)), newEvent(t, shipped(orderID))
+	mustApply(t, ts, first)
+	mustApply(t, ts, second)
+
+	if got := ts.emails(t); len(got) != 1 {
+		t.Errorf("%d emails, want 1: %+v", len(got), got)
+	}
+	checkNotified(t, ts, orderID, []string{KindOrderShipped}, []string{first.ID})
+	if n := len(srv.received()); n != 1 {
+		t.Errorf("SMTP server received %d messages, want 1", n)
+	}
+	if v := ts.metric(t, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
+		t.Errorf("emails_sent_total{order_shipped} = %v, want 1", v)
+	}
+}
+
+func TestOrderCancelledSendsOneEmail(t *testing.T) {
+	ts := newTestService(t, nil) // no SMTP server: recorded as sent only
+	orderID := newOrderID()
+	mustApply(t, ts, newEvent(t, created(orderID, ada)))
+
+	first := newEvent(t, cancelled(orderID, events.ReasonOutOfStock))
+	mustApply(t, ts, first)
+	mustApply(t, ts, newEvent(t, cancelled(orderID, events.ReasonOutOfStock)))
+
+	got := ts.emails(t)
+	if len(got) != 1 || got[0].Kind != KindOrderCancelled || !got[0].Sent || *got[0].To != ada {
+		t.Fatalf("emails = %+v, want one order_cancelled email sent to %s", got, ada)
+	}
+	if got[0].Subject != "Your order "+orderID+" was cancelled" || !strings.Contains(got[0].Body, "out_of_stock") {
+		t.Errorf("subject %q body %q, want the cancellation with its reason", got[0].Subject, got[0].Body)
+	}
+	checkNotified(t, ts, orderID, []string{KindOrderCancelled}, []string{first.ID})
+	if v := ts.metric(t, "emails_sent_total", "kind", KindOrderCancelled); v != 1 {
+		t.Errorf("emails_sent_total{order_cancelled} = %v, want 1", v)
+	}
+}
+
+func TestOrderCancelledBeforeOrderCreatedWaits(t *testing.T) {
+	ts := newTestService(t, nil)
+	orderID := newOrderID()
+	mustApply(t, ts, newEvent(t, cancelled(orderID, events.ReasonPaymentFailed)))
+	if got := ts.emails(t); len(got) != 1 || got[0].Sent {
+		t.Fatalf("emails = %+v, want one pending", got)
+	}
+	e := newEvent(t, created(orderID, ada))
+	mustApply(t, ts, e)
+	if got := ts.emails(t); len(got) != 1 || !got[0].Sent || *got[0].To != ada {
+		t.Fatalf("emails = %+v, want one sent to %s", got, ada)
+	}
+	checkNotified(t, ts, orderID, []string{KindOrderCancelled}, []string{e.ID})
+}
+
+func TestOrderCreatedV1GivesTheRecipient(t *testing.T) {
+	ts := newTestService(t, nil)
+	orderID := newOrderID()
+	mustApply(t, ts, newEvent(t, shipped(orderID)))
+	v1 := newEvent(t, created(orderID, ada))
+	v1.SchemaVersion = 1
+	v1.Data = json.RawMessage(`{"order_id":"` + orderID + `","customer_id":"cust-1","customer_email":"old@example.com","items":[],"total_cents":0}`)
+	mustApply(t, ts, v1)
+	if got := ts.emails(t); len(got) != 1 || !got[0].Sent || *got[0].To != "old@example.com" {
+		t.Errorf("emails = %+v, want one sent to the v1 customer_email", got)
+	}
+}
+
+func TestSMTPFailureIsRetriedAndRecordsNothing(t *testing.T) {
+	srv := newSMTPServer(t)
+	ts := newTestService(t, testSender(srv.addr))
+	orderID := newOrderID()
+	mustApply(t, ts, newEvent(t, created(orderID, ada)))
+	srv.failMail("451 4.3.0 try again later")
+
+	e := newEvent(t, shipped(orderID))
+	err := ts.apply(t, e)
+	if err == nil || errors.Is(err, consumer.ErrPermanent) {
+		t.Fatalf("err = %v, want a non-permanent error", err)
+	}
+	if got := ts.emails(t); len(got) != 0 {
+		t.Errorf("emails = %+v after a failed delivery, want none (the transaction rolled back)", got)
+	}
+	if out := ts.outbox(t); len(out) != 0 {
+		t.Errorf("outbox has %d events after a failed delivery, want none", len(out))
+	}
+	if v := ts.metric(t, "emails_sent_total", "kind", KindOrderShipped); v != 0 {
+		t.Errorf("emails_sent_total{order_shipped} = %v, want 0", v)
+	}
+
+	// The consumer retries the same event once the server is back.
+	srv.failMail("")
+	mustApply(t, ts, e)
+	if got := ts.emails(t); len(got) != 1 || !got[0].Sent {
+		t.Errorf("emails = %+v, want one sent", got)
+	}
+	checkNotified(t, ts, orderID, []string{KindOrderShipped}, []string{e.ID})
+	if n := len(srv.received()); n != 1 {
+		t.Errorf("SMTP server received %d messages, want 1", n)
+	}
+}
+
+func TestSMTPFailureOnOrderCreatedKeepsEmailsPending(t *testing.T) {
+	// A mail server that is not there: connection refused, a network error
+	// the consumer retries for as long as it takes.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ts := newTestService(t, testSender(addr))
+	orderID := newOrderID()
+	mustApply(t, ts, newEvent(t, shipped(orderID)))
+
+	err = ts.apply(t, newEvent(t, created(orderID, ada)))
+	var netErr net.Error
+	if err == nil || errors.Is(err, consumer.ErrPermanent) || !errors.As(err, &netErr) {
+		t.Fatalf("err = %v, want a non-permanent network error", err)
+	}
+	if got := ts.emails(t); len(got) != 1 || got[0].Sent || got[0].To != nil {
+		t.Errorf("emails = %+v, want the email still pending", got)
+	}
+	if _, err := getRecipient(context.Background(), ts.pool, uuid.MustParse(orderID)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("recipient stored despite the failed delivery: %v", err)
+	}
+	if out := ts.outbox(t); len(out) != 0 {
+		t.Errorf("outbox has %d events, want none", len(out))
+	}
+}
+
+// An OrderCreated that commits while OrderShipped's transaction is still
+// open must not leave the email pending: the order lock makes it wait.
+func TestOrderCreatedDuringOrderShippedWaitsForIt(t *testing.T) {
+	ts := newTestService(t, nil)
+	ctx := context.Background()
+	orderID := newOrderID()
+
+	txShipped, err := ts.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txShipped.Rollback(ctx)
+	if err := ts.onOrderShipped(ctx, txShipped, newEvent(t, shipped(orderID))); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := ts.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var pid int
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ts.applyOn(t, conn, newEvent(t, created(orderID, ada))) }()
+	testenv.WaitFor(t, 5*time.Second, "OrderCreated to wait for the order lock", func() bool {
+		var waiting bool
+		err := ts.pool.QueryRow(ctx, `SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&waiting)
+		return err == nil && waiting
+	})
+	if err := txShipped.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.emails(t); len(got) != 1 || !got[0].Sent || *got[0].To != ada {
+		t.Errorf("emails = %+v, want one sent to %s", got, ada)
+	}
+}
+
+func TestMalformedEventsArePermanent(t *testing.T) {
+	orderID := newOrderID()
+	tests := []struct {
+		name    string
+		payload events.Payload
+		data    string // replaces the data when set
+		version int    // replaces the schema version when set
+	}{
+		{name: "OrderCreated not JSON", payload: created(orderID, ada), data: `{"order_id":`},
+		{name: "OrderCreated without order id", payload: created(orderID, ada), data: `{"email":"ada@example.com"}`},
+		{name: "OrderCreated with SQL for an order id", payload: created(orderID, ada), data: `{"order_id":"1' OR '1'='1","email":"ada@example.com"}`},
+		{name: "OrderCreated with a 10 kB order id", payload: created(orderID, ada), data: `{"order_id":"` + strings.Repeat("a", 10<<10) + `","email":"ada@example.com"}`},
+		{name: "OrderCreated without email", payload: created(orderID, "")},
+		{name: "OrderCreated with a header-injecting email", payload: created(orderID, "ada@example.com\r\nBcc: eve@example.com")},
+		{name: "OrderCreated of an unknown version", payload: created(orderID, ada), version: 9},
+		{name: "OrderShipped not JSON", payload: shipped(orderID), data: `nope`},
+		{name: "OrderShipped with a bad order id", payload: shipped(orderID), data: `{"order_id":"order-1"}`},
+		{name: "OrderShipped with the wrong type", payload: shipped(orderID), data: `{"order_id":42}`},
+		{name: "OrderCancelled without order id", payload: cancelled(orderID, "x"), data: `{"reason":"x"}`},
+		{name: "OrderCancelled with a bad order id", payload: cancelled(orderID, "x"), data: `{"order_id":"{` + orderID + `}"}`},
+	}
+	ts := newTestService(t, nil)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEvent(t, tt.payload)
+			if tt.data != "" {
+				e.Data = json.RawMessage(tt.data)
+			}
+			if tt.version != 0 {
+				e.SchemaVersion = tt.version
+			}
+			if err := ts.apply(t, e); !errors.Is(err, consumer.ErrPermanent) {
+				t.Errorf("err = %v, want a permanent error", err)
+			}
+		})
+	}
+	if got := ts.emails(t); len(got) != 0 {
+		t.Errorf("emails = %+v, want none", got)
+	}
+	var n int
+	if err := ts.pool.QueryRow(context.Background(), `SELECT count(*) FROM recipients`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d recipients (err %v), want none", n, err)
+	}
+}

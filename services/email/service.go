@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/outbox"
+)
+
+const serviceName = "email"
+
+// service holds the email use cases and what they need.
+type service struct {
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	sender Sender // nil: emails are recorded as sent, not delivered
+	sent   *prometheus.CounterVec
+}
+
+func newService(pool *pgxpool.Pool, log *slog.Logger, sender Sender, reg prometheus.Registerer) *service {
+	s := &service{
+		pool:   pool,
+		log:    log,
+		sender: sender,
+		// Counted when the use case hands its transaction back to the
+		// consumer: a commit that fails after that is counted again on its
+		// retry, just as the mail server sees the email again.
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "emails_sent_total",
+			Help: "Emails sent to customers, by kind.",
+		}, []string{"kind"}),
+	}
+	for _, k := range []string{KindOrderShipped, KindOrderCancelled} {
+		s.sent.WithLabelValues(k)
+	}
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "emails_pending",
+		Help: "Emails waiting for their order's recipient (OrderCreated not seen yet); read from the database on scrape.",
+	}, s.pendingGauge)
+	reg.MustRegister(s.sent, pending)
+	return s
+}
+
+// pendingGauge counts pending emails for a scrape; NaN when the database
+// does not answer.
+func (s *service) pendingGauge() float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, err := countPending(ctx, s.pool)
+	if err != nil {
+		s.log.Warn("emails_pending not refreshed", "error", err)
+		return math.NaN()
+	}
+	return float64(n)
+}
+
+// rememberRecipient stores whom to write to about an order, inside tx (the
+// consumer's transaction for cause, an OrderCreated), and sends every email
+// of the order that was waiting for it, in the same transaction.
+func (s *service) rememberRecipient(ctx context.Context, tx pgx.Tx, cause events.Envelope, orderID uuid.UUID, r Recipient) error {
+	if err := lockOrder(ctx, tx, orderID); err != nil {
+		return err
+	}
+	if err := upsertRecipient(ctx, tx, orderID, r); err != nil {
+		return err
+	}
+	pending, err := pendingEmails(ctx, tx, orderID)
+	if err != nil {
+		return err
+	}
+	for _, m := range pending {
+		if err := s.send(ctx, tx, cause, orderID, m, r.Email); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// notify records that the customer must be told m about an order, inside tx
+// (the consumer's transaction for cause), and sends it if the recipient is
+// known. Otherwise the email stays pending until OrderCreated arrives: the
+// orders and shipping topics are read independently, so OrderShipped can
+// come first. An order gets at most one email of each kind, however many
+// events say the same thing.
+func (s *service) notify(ctx context.Context, tx pgx.Tx, cause events.Envelope, orderID uuid.UUID, m Message) error {
+	if err := lockOrder(ctx, tx, orderID); err != nil {
+		return err
+	}
+	inserted, err := insertEmail(ctx, tx, orderID, m)
+	if err != nil {
+		return err
+	}
+	if !inserted {
+		s.log.InfoContext(ctx, "email already recorded, nothing to do", "kind", m.Kind)
+		return nil
+	}
+	r, err := getRecipient(ctx, tx, orderID)
+	if errors.Is(err, ErrNotFound) {
+		s.log.InfoContext(ctx, "email pending until the order's recipient is known", "kind", m.Kind)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.send(ctx, tx, cause, orderID, m, r.Email)
+}
+
+// send marks the pending email m as sent to to, writes CustomerNotified to
+// the outbox and, with a mail server configured, delivers it, all before tx
+// commits. A delivery failure fails the transaction, so nothing is recorded
+// and the consumer retries. A crash or failed commit after delivery sends the
+// email again on redelivery: delivery to the mail server is at-least-once,
+// the record is exactly one row per kind.
+func (s *service) send(ctx context.Context, tx pgx.Tx, cause events.Envelope, orderID uuid.UUID, m Message, to string) error {
+	if err := markSent(ctx, tx, orderID, m.Kind, to); err != nil {
+		return err
+	}
+	env, err := events.New(serviceName, events.CustomerNotified{OrderID: orderID.String(), Kind: m.Kind})
+	if err != nil {
+		return err
+	}
+	if err := outbox.Write(ctx, tx, events.TopicEmail, env.CausedBy(cause)); err != nil {
+		return err
+	}
+	// Deliver last: a database error above must not cost a duplicate email.
+	if s.sender != nil {
+		if err := s.sender.Send(ctx, to, m.Subject, m.Body); err != nil {
+			return fmt.Errorf("deliver %s email of %s: %w", m.Kind, orderID, err)
+		}
+	}
+	s.sent.WithLabelValues(m.Kind).Inc()
+	s.log.InfoContext(ctx, "customer notified", "kind", m.Kind, "delivered", s.sender != nil)
+	return nil
+}
+
+// parseOrderID accepts an order id in the canonical 36-character UUID form
+// (any case) and nothing else.
+func parseOrderID(s string) (uuid.UUID, bool) {
+	if len(s) != 36 {
+		return uuid.UUID{}, false
+	}
+	id, err := uuid.Parse(s)
+	return id, err == nil
+}
