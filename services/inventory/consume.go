@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sagashop/sagashop/pkg/consumer"
+	"github.com/sagashop/sagashop/pkg/events"
+)
+
+// handlers maps the event types the inventory service consumes to its use
+// cases. Other types on its topics are skipped by the consumer.
+func (s *service) handlers() map[string]consumer.Handler {
+	return map[string]consumer.Handler{
+		events.TypePaymentProcessed: s.onPaymentProcessed,
+		events.TypeOrderShipped:     s.onOrderShipped,
+	}
+}
+
+// onPaymentProcessed reserves the paid order's items. An event that does
+// not decode, or whose order id is no UUID, can never succeed: it is
+// dead-lettered. Order lines that make no sense (a quantity out of range)
+// are not: they cannot be reserved, so the order is rejected and refunded.
+func (s *service) onPaymentProcessed(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+	paid, err := events.Decode[events.PaymentProcessed](e)
+	if err != nil {
+		return consumer.Permanent(err)
+	}
+	if _, err := uuid.Parse(paid.OrderID); err != nil {
+		return consumer.Permanent(fmt.Errorf("order id %q is not a UUID", paid.OrderID))
+	}
+	return s.reserve(ctx, tx, e, paid)
+}
+
+// onOrderShipped releases the shipped order's reservation.
+func (s *service) onOrderShipped(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+	shipped, err := events.Decode[events.OrderShipped](e)
+	if err != nil {
+		return consumer.Permanent(err)
+	}
+	if _, err := uuid.Parse(shipped.OrderID); err != nil {
+		return consumer.Permanent(fmt.Errorf("order id %q is not a UUID", shipped.OrderID))
+	}
+	return s.releaseReservation(ctx, tx, shipped)
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/sagashop/sagashop/pkg/web"
+)
+
+// routes adds the catalog API to r.
+func (s *service) routes(r chi.Router) {
+	r.Put("/products/{sku}", s.handlePutProduct)
+	r.Get("/products/{sku}", s.handleGetProduct)
+}
+
+// putProductRequest has pointer fields so a missing field is told apart
+// from a zero value: every field is required.
+type putProductRequest struct {
+	Name       *string `json:"name"`
+	PriceCents *int64  `json:"price_cents"`
+	Available  *int    `json:"available"`
+}
+
+type productResponse struct {
+	SKU        string `json:"sku"`
+	Name       string `json:"name"`
+	PriceCents int64  `json:"price_cents"`
+	Available  int    `json:"available"`
+	Reserved   int    `json:"reserved"`
+}
+
+func toResponse(p Product) productResponse {
+	return productResponse{SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Available: p.Available, Reserved: p.Reserved}
+}
+
+// handlePutProduct: PUT /products/{sku} {"name", "price_cents", "available"}
+// → 201 with the product when it is new, 200 when it was replaced.
+func (s *service) handlePutProduct(w http.ResponseWriter, r *http.Request) {
+	sku := chi.URLParam(r, "sku")
+	if !web.CheckID(sku) {
+		web.WriteProblem(w, web.Problem{Status: http.StatusBadRequest, Detail: "invalid sku"})
+		return
+	}
+	var req putProductRequest
+	if err := web.Decode(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// Every field is checked, so one response names every problem.
+	fields := map[string]string{}
+	check := func(field string, present bool, problem func() string) {
+		if !present {
+			fields[field] = "is required"
+		} else if msg := problem(); msg != "" {
+			fields[field] = msg
+		}
+	}
+	check("name", req.Name != nil, func() string { return CheckName(*req.Name) })
+	check("price_cents", req.PriceCents != nil, func() string { return CheckPrice(*req.PriceCents) })
+	check("available", req.Available != nil, func() string { return CheckAvailable(*req.Available) })
+	if err := web.Invalid(fields); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	p, created, err := s.putProduct(r.Context(), Product{SKU: sku, Name: *req.Name, PriceCents: *req.PriceCents, Available: *req.Available})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	s.logger.InfoContext(r.Context(), "product saved", slog.String("sku", p.SKU), slog.Bool("created", created),
+		slog.Int64("price_cents", p.PriceCents), slog.Int("available", p.Available))
+	web.Encode(w, status, toResponse(p))
+}
+
+// handleGetProduct: GET /products/{sku} → 200 with the product, 404 if
+// there is none (or the SKU is not a valid id).
+func (s *service) handleGetProduct(w http.ResponseWriter, r *http.Request) {
+	sku := chi.URLParam(r, "sku")
+	if !web.CheckID(sku) {
+		s.writeError(w, r, ErrNotFound)
+		return
+	}
+	p, err := s.product(r.Context(), sku)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	web.Encode(w, http.StatusOK, toResponse(p))
+}
+
+// writeError is the one place errors become responses: request problems
+// keep their status, validation 422, not found 404, and anything else is
+// logged and answered 500 without internal detail.
+func (s *service) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var reqErr *web.RequestError
+	var invalid ValidationError
+	switch {
+	case errors.As(err, &reqErr):
+		web.WriteProblem(w, reqErr.Problem())
+	case errors.As(err, &invalid):
+		web.WriteProblem(w, web.Problem{Status: http.StatusUnprocessableEntity, Detail: "the request has invalid fields", Errors: invalid})
+	case errors.Is(err, ErrInvalid):
+		web.WriteProblem(w, web.Problem{Status: http.StatusUnprocessableEntity, Detail: "the request is invalid"})
+	case errors.Is(err, ErrNotFound):
+		web.WriteProblem(w, web.Problem{Status: http.StatusNotFound, Detail: "no such resource"})
+	default:
+		s.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		web.WriteProblem(w, web.Problem{Status: http.StatusInternalServerError})
+	}
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits of a product as the catalog API accepts it, and of one order line.
+const (
+	MaxNameLength   = 200 // characters
+	MaxPriceCents   = 100_000_000
+	MaxAvailable    = 1_000_000
+	MaxLineQuantity = 1000
+)
+
+// Errors the use cases return; callers branch on them with errors.Is.
+var (
+	// ErrNotFound: no such product or reservation.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid: a command has invalid fields (see ValidationError).
+	ErrInvalid = errors.New("invalid")
+	// ErrAlreadyShipped: the reservation was released before.
+	ErrAlreadyShipped = errors.New("reservation already shipped")
+	// ErrNotReserved: the reservation was rejected, so nothing is held.
+	ErrNotReserved = errors.New("nothing reserved")
+)
+
+// ValidationError maps the invalid fields of a command to what is wrong with
+// them. It matches ErrInvalid.
+type ValidationError map[string]string
+
+func (v ValidationError) Error() string {
+	fields := make([]string, 0, len(v))
+	for f, msg := range v {
+		fields = append(fields, f+": "+msg)
+	}
+	sort.Strings(fields)
+	return "invalid: " + strings.Join(fields, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalid) true for a ValidationError.
+func (v ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+// orNil returns v as an error, or nil when it is empty.
+func (v ValidationError) orNil() error {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// Product is one catalog entry and its stock.
+type Product struct {
+	SKU        string
+	Name       string
+	PriceCents int64
+	Available  int // units that can still be reserved
+	Reserved   int // units held for paid orders until they ship
+}
+
+// ValidateProduct checks the fields of a product as a client sets them.
+func ValidateProduct(name string, priceCents int64, available int) error {
+	v := ValidationError{}
+	if msg := CheckName(name); msg != "" {
+		v["name"] = msg
+	}
+	if msg := CheckPrice(priceCents); msg != "" {
+		v["price_cents"] = msg
+	}
+	if msg := CheckAvailable(available); msg != "" {
+		v["available"] = msg
+	}
+	return v.orNil()
+}
+
+// CheckName says what is wrong with a product name, or "" if nothing is.
+func CheckName(name string) string {
+	if n := utf8.RuneCountInString(name); n < 1 || n > MaxNameLength || strings.TrimSpace(name) == "" {
+		return fmt.Sprintf("must be 1 to %d characters, not all blank", MaxNameLength)
+	}
+	return ""
+}
+
+// CheckPrice says what is wrong with a price, or "" if nothing is.
+func CheckPrice(priceCents int64) string {
+	if priceCents < 0 || priceCents > MaxPriceCents {
+		return fmt.Sprintf("must be from 0 to %d", MaxPriceCents)
+	}
+	return ""
+}
+
+// CheckAvailable says what is wrong with a number of available units, or
+// "" if nothing is.
+func CheckAvailable(available int) string {
+	if available < 0 || available > MaxAvailable {
+		return fmt.Sprintf("must be from 0 to %d", MaxAvailable)
+	}
+	return ""
+}
+
+// Item is one line of an order.
+type Item struct {
+	SKU            string `json:"sku"`
+	Quantity       int    `json:"quantity"`
+	UnitPriceCents int64  `json:"unit_price_cents"`
+}
+
+// ReservationStatus is where an order's reservation stands: RESERVED
+// (every item held) moves to SHIPPED when the order leaves the warehouse;
+// REJECTED (nothing held) and SHIPPED are terminal.
+type ReservationStatus string
+
+const (
+	StatusReserved ReservationStatus = "RESERVED"
+	StatusRejected ReservationStatus = "REJECTED"
+	StatusShipped  ReservationStatus = "SHIPPED"
+)
+
+// Reservation is the outcome of reserving one order's items.
+type Reservation struct {
+	OrderID string
+	Status  ReservationStatus
+	Items   []Item
+	// MissingSKUs are the SKUs that could not be reserved (REJECTED only),
+	// sorted. Not stored: it is the content of InventoryUnavailable.
+	MissingSKUs []string
+}
+
+// Demand sums the quantities of items per SKU: an order may list the same
+// SKU on two lines, and it is the sum that has to be available.
+func Demand(items []Item) map[string]int {
+	d := make(map[string]int, len(items))
+	for _, it := range items {
+		d[it.SKU] += it.Quantity
+	}
+	return d
+}
+
+// SKUs returns the distinct SKUs of items, sorted: the order in which
+// product rows are locked and updated, the same for every transaction, so
+// concurrent reservations never deadlock.
+func SKUs(items []Item) []string {
+	d := Demand(items)
+	skus := make([]string, 0, len(d))
+	for sku := range d {
+		skus = append(skus, sku)
+	}
+	sort.Strings(skus)
+	return skus
+}
+
+// Reserve decides the reservation of an order's items given the current
+// stock of their products (stock holds the products that exist; a SKU
+// missing from it is unknown). It is all or nothing: RESERVED when every
+// SKU's available units cover the demand for it, otherwise REJECTED with
+// the SKUs that fall short. A line whose quantity is not from 1 to
+// MaxLineQuantity cannot be reserved either: its SKU counts as missing. An
+// order without items has nothing that could be reserved and is REJECTED.
+func Reserve(orderID string, items []Item, stock map[string]Product) Reservation {
+	missing := map[string]bool{}
+	for _, it := range items {
+		if it.Quantity < 1 || it.Quantity > MaxLineQuantity {
+			missing[it.SKU] = true
+		}
+	}
+	for sku, qty := range Demand(items) {
+		p, ok := stock[sku]
+		if !ok || p.Available < qty {
+			missing[sku] = true
+		}
+	}
+	r := Reservation{OrderID: orderID, Status: StatusReserved, Items: items}
+	if r.Items == nil {
+		r.Items = []Item{}
+	}
+	if len(missing) > 0 || len(items) == 0 {
+		r.Status = StatusRejected
+		r.MissingSKUs = make([]string, 0, len(missing))
+		for sku := range missing {
+			r.MissingSKUs = append(r.MissingSKUs, sku)
+		}
+		sort.Strings(r.MissingSKUs)
+	}
+	return r
+}
+
+// Ship returns r shipped: its reserved units have left the warehouse. It
+// fails with ErrAlreadyShipped when r was shipped before and ErrNotReserved
+// when r was rejected: in both cases nothing is held to release.
+func (r Reservation) Ship() (Reservation, error) {
+	switch r.Status {
+	case StatusReserved:
+		r.Status = StatusShipped
+		return r, nil
+	case StatusShipped:
+		return r, ErrAlreadyShipped
+	default:
+		return r, fmt.Errorf("ship reservation in status %s: %w", r.Status, ErrNotReserved)
+	}
+}

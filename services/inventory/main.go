@@ -1,0 +1,72 @@
+// Command inventory is Sagashop's inventory service. It owns the product
+// catalog (name, price) and the stock of each product: how many units are
+// available and how many are reserved for paid orders not yet shipped.
+//
+// It consumes, in consumer group "inventory":
+//   - PaymentProcessed (payments.events): reserve every item of the order or
+//     none, emitting InventoryReserved or InventoryUnavailable;
+//   - OrderShipped (shipping.events): releaseReservation, the reserved units
+//     left the warehouse.
+//
+// It emits on inventory.events, through its outbox: ProductUpdated (keyed
+// by SKU) whenever a product is created or replaced, and InventoryReserved
+// and InventoryUnavailable (keyed by order id).
+//
+// Guarantees: each event is applied at most once per event id (inbox) and
+// handlers are idempotent by state (one reservation per order), so a
+// business fact delivered twice under two ids has one effect; stock is
+// never oversold, however many reservations run at once.
+//
+// HTTP: PUT /products/{sku}, GET /products/{sku}.
+package main
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/platform"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	migrations, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	p, err := platform.Start(ctx, cfg.Platform, stdout, migrations)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	svc, err := newService(p.Pool, p.Logger, p.Registry)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx, platform.Parts{
+		Routes:   svc.routes,
+		Topics:   []string{events.TopicPayments, events.TopicShipping},
+		Handlers: svc.handlers(),
+	})
+}

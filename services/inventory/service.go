@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/outbox"
+)
+
+// service holds the inventory use cases. Each one is one transaction: the
+// HTTP ones open it on the pool; the event handlers run in the consumer's,
+// which also records the event in the inbox.
+type service struct {
+	pool         *pgxpool.Pool
+	logger       *slog.Logger
+	reservations *prometheus.CounterVec // by outcome: reserved, unavailable
+}
+
+func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer) (*service, error) {
+	// Counted when the handler decides, before the consumer commits, so a
+	// transaction that fails to commit and is retried may count twice.
+	reservations := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "reservations_total", Help: "Reservations of paid orders by outcome (reserved or unavailable).",
+	}, []string{"outcome"})
+	if err := reg.Register(reservations); err != nil {
+		return nil, fmt.Errorf("register inventory metrics: %w", err)
+	}
+	return &service{pool: pool, logger: logger, reservations: reservations}, nil
+}
+
+// putProduct creates or replaces a product (name, price and available
+// units; reserved units are untouched) and emits ProductUpdated in the same
+// transaction. created reports whether the product is new. It fails with
+// ErrInvalid for fields out of range.
+func (s *service) putProduct(ctx context.Context, p Product) (out Product, created bool, err error) {
+	if err := ValidateProduct(p.Name, p.PriceCents, p.Available); err != nil {
+		return Product{}, false, err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		out, created, err = putProduct(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		env, err := events.New(serviceName, events.ProductUpdated{SKU: out.SKU, Name: out.Name, PriceCents: out.PriceCents})
+		if err != nil {
+			return err
+		}
+		return outbox.Write(ctx, tx, events.TopicInventory, env)
+	})
+	if err != nil {
+		return Product{}, false, fmt.Errorf("put product %s: %w", p.SKU, err)
+	}
+	return out, created, nil
+}
+
+// product returns a product, or ErrNotFound.
+func (s *service) product(ctx context.Context, sku string) (Product, error) {
+	return getProduct(ctx, s.pool, sku)
+}
+
+// reserve reserves every item of a paid order, or none, in tx, on
+// PaymentProcessed: InventoryReserved when all are available,
+// InventoryUnavailable with the missing SKUs otherwise. An order that
+// already has a reservation is left alone.
+func (s *service) reserve(ctx context.Context, tx pgx.Tx, cause events.Envelope, paid events.PaymentProcessed) error {
+	// Two deliveries of the same order racing here both find no
+	// reservation; the second one's insert then waits on the primary key
+	// and fails when the first commits, rolling back its stock changes, and
+	// its retry finds the reservation.
+	existing, err := getReservation(ctx, tx, paid.OrderID)
+	switch {
+	case err == nil:
+		s.logger.InfoContext(ctx, "order already has a reservation, event ignored", "status", existing.Status)
+		return nil
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
+
+	items := itemsFromEvent(paid.Items)
+	stock, err := lockProducts(ctx, tx, SKUs(items))
+	if err != nil {
+		return err
+	}
+	r := Reserve(paid.OrderID, items, stock)
+	if r.Status == StatusReserved {
+		demand := Demand(items)
+		for _, sku := range SKUs(items) {
+			if err := reserveStock(ctx, tx, sku, demand[sku]); err != nil {
+				return err
+			}
+		}
+	}
+	if err := insertReservation(ctx, tx, r); err != nil {
+		return err
+	}
+
+	var payload events.Payload = events.InventoryReserved{OrderID: paid.OrderID, Items: paid.Items}
+	outcome := "reserved"
+	if r.Status == StatusRejected {
+		payload = events.InventoryUnavailable{OrderID: paid.OrderID, MissingSKUs: r.MissingSKUs}
+		outcome = "unavailable"
+	}
+	if err := s.emit(ctx, tx, cause, payload); err != nil {
+		return err
+	}
+	s.reservations.WithLabelValues(outcome).Inc()
+	if r.Status == StatusReserved {
+		s.logger.InfoContext(ctx, "inventory reserved", "items", len(items))
+	} else {
+		s.logger.InfoContext(ctx, "inventory unavailable", "missing_skus", r.MissingSKUs)
+	}
+	return nil
+}
+
+// releaseReservation releases an order's reserved units in tx, on
+// OrderShipped: they left the warehouse, so reserved goes down and
+// available stays. A reservation already shipped, a rejected one or none
+// at all holds nothing and is left alone.
+func (s *service) releaseReservation(ctx context.Context, tx pgx.Tx, shipped events.OrderShipped) error {
+	r, err := lockReservation(ctx, tx, shipped.OrderID)
+	if errors.Is(err, ErrNotFound) {
+		s.logger.WarnContext(ctx, "no reservation to release, event ignored")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	next, err := r.Ship()
+	switch {
+	case errors.Is(err, ErrAlreadyShipped):
+		s.logger.InfoContext(ctx, "reservation already released, event ignored")
+		return nil
+	case errors.Is(err, ErrNotReserved):
+		s.logger.WarnContext(ctx, "shipped order has no reserved stock, event ignored", "status", r.Status)
+		return nil
+	case err != nil:
+		return err
+	}
+	if err := setReservationStatus(ctx, tx, r.OrderID, r.Status, next.Status); err != nil {
+		return err
+	}
+	// Same SKU order as reserve, so the two never deadlock.
+	demand := Demand(r.Items)
+	for _, sku := range SKUs(r.Items) {
+		if err := releaseStock(ctx, tx, sku, demand[sku]); err != nil {
+			return err
+		}
+	}
+	s.logger.InfoContext(ctx, "reservation released", "tracking_number", shipped.TrackingNumber)
+	return nil
+}
+
+// emit writes payload to the outbox in tx as caused by cause.
+func (s *service) emit(ctx context.Context, tx pgx.Tx, cause events.Envelope, payload events.Payload) error {
+	env, err := events.New(serviceName, payload)
+	if err != nil {
+		return err
+	}
+	return outbox.Write(ctx, tx, events.TopicInventory, env.CausedBy(cause))
+}
+
+func itemsFromEvent(in []events.Item) []Item {
+	out := make([]Item, len(in))
+	for i, it := range in {
+		out[i] = Item{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents}
+	}
+	return out
+}

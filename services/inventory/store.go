@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// querier is what the reads need: a pool, a connection or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+type productRow struct {
+	SKU        string    `db:"sku"`
+	Name       string    `db:"name"`
+	PriceCents int64     `db:"price_cents"`
+	Available  int       `db:"available"`
+	Reserved   int       `db:"reserved"`
+	CreatedAt  time.Time `db:"created_at"`
+	UpdatedAt  time.Time `db:"updated_at"`
+}
+
+func (r productRow) product() Product {
+	return Product{SKU: r.SKU, Name: r.Name, PriceCents: r.PriceCents, Available: r.Available, Reserved: r.Reserved}
+}
+
+type reservationRow struct {
+	OrderID   string    `db:"order_id"`
+	Status    string    `db:"status"`
+	Items     []Item    `db:"items"`
+	CreatedAt time.Time `db:"created_at"`
+	UpdatedAt time.Time `db:"updated_at"`
+}
+
+const (
+	productColumns     = `sku, name, price_cents, available, reserved, created_at, updated_at`
+	reservationColumns = `order_id::text AS order_id, status, items, created_at, updated_at`
+)
+
+// putProduct creates the product, or replaces its name, price and
+// available units (reserved units stay as they are). created reports which.
+// Two statements rather than one upsert so the outcome needs no trick: the
+// INSERT waits for a concurrent one on the same SKU and then does nothing.
+func putProduct(ctx context.Context, tx pgx.Tx, p Product) (out Product, created bool, err error) {
+	rows, err := tx.Query(ctx, `
+		INSERT INTO products (sku, name, price_cents, available) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (sku) DO NOTHING
+		RETURNING `+productColumns, p.SKU, p.Name, p.PriceCents, p.Available)
+	if err != nil {
+		return Product{}, false, fmt.Errorf("insert product %s: %w", p.SKU, err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[productRow])
+	if err == nil {
+		return row.product(), true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return Product{}, false, fmt.Errorf("insert product %s: %w", p.SKU, err)
+	}
+	rows, err = tx.Query(ctx, `
+		UPDATE products SET name = $2, price_cents = $3, available = $4, updated_at = now()
+		WHERE sku = $1
+		RETURNING `+productColumns, p.SKU, p.Name, p.PriceCents, p.Available)
+	if err != nil {
+		return Product{}, false, fmt.Errorf("replace product %s: %w", p.SKU, err)
+	}
+	row, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[productRow])
+	if err != nil {
+		return Product{}, false, fmt.Errorf("replace product %s: %w", p.SKU, err)
+	}
+	return row.product(), false, nil
+}
+
+// getProduct returns a product, or ErrNotFound.
+func getProduct(ctx context.Context, q querier, sku string) (Product, error) {
+	rows, err := q.Query(ctx, `SELECT `+productColumns+` FROM products WHERE sku = $1`, sku)
+	if err != nil {
+		return Product{}, fmt.Errorf("get product %s: %w", sku, err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[productRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Product{}, ErrNotFound
+	}
+	if err != nil {
+		return Product{}, fmt.Errorf("get product %s: %w", sku, err)
+	}
+	return row.product(), nil
+}
+
+// lockProducts returns the products among skus that exist, by SKU, and
+// locks their rows until tx ends. Rows are locked in SKU order, the same in
+// every transaction, so two reservations sharing products wait for each
+// other instead of deadlocking.
+func lockProducts(ctx context.Context, tx pgx.Tx, skus []string) (map[string]Product, error) {
+	rows, err := tx.Query(ctx, `SELECT `+productColumns+` FROM products WHERE sku = ANY($1) ORDER BY sku FOR UPDATE`, skus)
+	if err != nil {
+		return nil, fmt.Errorf("lock products: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByName[productRow])
+	if err != nil {
+		return nil, fmt.Errorf("lock products: %w", err)
+	}
+	out := make(map[string]Product, len(list))
+	for _, r := range list {
+		out[r.SKU] = r.product()
+	}
+	return out, nil
+}
+
+// reserveStock moves qty units of sku from available to reserved. The guard
+// is in the UPDATE itself: it fails rather than oversell.
+func reserveStock(ctx context.Context, tx pgx.Tx, sku string, qty int) error {
+	tag, err := tx.Exec(ctx, `
+		UPDATE products SET available = available - $1, reserved = reserved + $1, updated_at = now()
+		WHERE sku = $2 AND available >= $1`, qty, sku)
+	if err != nil {
+		return fmt.Errorf("reserve %d of %s: %w", qty, sku, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("reserve %d of %s: not enough available", qty, sku)
+	}
+	return nil
+}
+
+// releaseStock removes qty shipped units of sku from reserved.
+func releaseStock(ctx context.Context, tx pgx.Tx, sku string, qty int) error {
+	tag, err := tx.Exec(ctx, `
+		UPDATE products SET reserved = reserved - $1, updated_at = now()
+		WHERE sku = $2 AND reserved >= $1`, qty, sku)
+	if err != nil {
+		return fmt.Errorf("release %d of %s: %w", qty, sku, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("release %d of %s: not that many reserved", qty, sku)
+	}
+	return nil
+}
+
+// getReservation returns the reservation of an order, or ErrNotFound.
+// orderID must be a UUID.
+func getReservation(ctx context.Context, q querier, orderID string) (Reservation, error) {
+	return queryReservation(ctx, q, `SELECT `+reservationColumns+` FROM reservations WHERE order_id = $1`, orderID)
+}
+
+// lockReservation is getReservation that also locks the row until tx ends.
+func lockReservation(ctx context.Context, tx pgx.Tx, orderID string) (Reservation, error) {
+	return queryReservation(ctx, tx, `SELECT `+reservationColumns+` FROM reservations WHERE order_id = $1 FOR UPDATE`, orderID)
+}
+
+func queryReservation(ctx context.Context, q querier, sql, orderID string) (Reservation, error) {
+	rows, err := q.Query(ctx, sql, orderID)
+	if err != nil {
+		return Reservation{}, fmt.Errorf("get reservation %s: %w", orderID, err)
+	}
+	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[reservationRow])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Reservation{}, ErrNotFound
+	}
+	if err != nil {
+		return Reservation{}, fmt.Errorf("get reservation %s: %w", orderID, err)
+	}
+	return Reservation{OrderID: row.OrderID, Status: ReservationStatus(row.Status), Items: row.Items}, nil
+}
+
+// insertReservation stores a new reservation. One for the same order
+// committed meanwhile makes it fail (primary key), and the use case with it.
+func insertReservation(ctx context.Context, tx pgx.Tx, r Reservation) error {
+	items := r.Items
+	if items == nil {
+		items = []Item{}
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, status, items) VALUES ($1, $2, $3)`,
+		r.OrderID, string(r.Status), items)
+	if err != nil {
+		return fmt.Errorf("insert reservation %s: %w", r.OrderID, err)
+	}
+	return nil
+}
+
+// setReservationStatus moves a reservation from one status to another; it
+// fails if the reservation is not in from.
+func setReservationStatus(ctx context.Context, tx pgx.Tx, orderID string, from, to ReservationStatus) error {
+	tag, err := tx.Exec(ctx, `
+		UPDATE reservations SET status = $1, updated_at = now()
+		WHERE order_id = $2 AND status = $3`, string(to), orderID, string(from))
+	if err != nil {
+		return fmt.Errorf("set reservation %s %s: %w", orderID, to, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("set reservation %s %s: not %s", orderID, to, from)
+	}
+	return nil
+}
