@@ -31,6 +31,10 @@ func NewWriter(brokers []string) *kafka.Writer {
 		WriteTimeout:           10 * time.Second,
 		ReadTimeout:            10 * time.Second,
 		AllowAutoTopicCreation: false,
+		// A transport of its own: kafka-go's shared one caches topic metadata
+		// (a topic created after the first write stays unknown for seconds)
+		// and connections a broker restart has broken.
+		Transport: &kafka.Transport{},
 	}
 }
 

@@ -64,3 +64,14 @@ func (h contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 func (h contextHandler) WithGroup(name string) slog.Handler {
 	return contextHandler{h.Handler.WithGroup(name)}
 }
+
+// OrderIDFrom returns the order_id log attribute carried by ctx, or "".
+func OrderIDFrom(ctx context.Context) string {
+	attrs, _ := ctx.Value(logAttrsKey{}).([]slog.Attr)
+	for i := len(attrs) - 1; i >= 0; i-- {
+		if attrs[i].Key == LogOrderID {
+			return attrs[i].Value.String()
+		}
+	}
+	return ""
+}

@@ -1,0 +1,88 @@
+// Package database opens a service's PostgreSQL pool (traced with
+// OpenTelemetry) and applies its migrations: first the tables every service
+// shares (the outbox and the processed-events inbox), then the service's own
+// embedded .sql files. Each service connects with its own login role, whose
+// search_path is its own schema, so all SQL here and in the services is
+// unqualified.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io/fs"
+	"log/slog"
+
+	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sagashop/sagashop/pkg/consumer"
+	"github.com/sagashop/sagashop/pkg/outbox"
+)
+
+// Open returns a pool for url with at most maxConns connections whose
+// queries are traced with tp, after checking that the database answers.
+func Open(ctx context.Context, url string, maxConns int32, tp trace.TracerProvider) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	cfg.MaxConns = maxConns
+	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(tp), otelpgx.WithTrimSQLInSpanName())
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("ping database %s@%s/%s: %w", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
+	}
+	return pool, nil
+}
+
+// Shared migration versions; a service's own files start at 00010.
+const (
+	versionOutbox = 1
+	versionInbox  = 2
+)
+
+// Migrate applies the shared tables and then every migration in fsys (files
+// named like 00010_init.sql, in goose's format) to the schema the pool's
+// search_path selects. Concurrent callers (two replicas starting at once)
+// are serialized by an advisory lock.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, logger *slog.Logger) error {
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	exec := func(ddl string) *goose.GoFunc {
+		return &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, ddl)
+			return err
+		}}
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithSessionLocker(locker),
+		goose.WithGoMigrations(
+			goose.NewGoMigration(versionOutbox, exec(outbox.Schema), nil),
+			goose.NewGoMigration(versionInbox, exec(consumer.Schema), nil),
+		),
+	)
+	if err != nil {
+		return fmt.Errorf("load migrations: %w", err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("apply migrations: %w", err)
+	}
+	for _, r := range results {
+		logger.InfoContext(ctx, "migration applied", "version", r.Source.Version, "path", r.Source.Path, "duration", r.Duration)
+	}
+	return nil
+}

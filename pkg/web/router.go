@@ -1,0 +1,141 @@
+package web
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sagashop/sagashop/pkg/telemetry"
+)
+
+// RouterConfig is what every service's router needs.
+type RouterConfig struct {
+	Service        string
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	Registry       *prometheus.Registry // served on /metrics
+	Ready          map[string]Ready     // checked by /readyz, by name
+}
+
+// NewRouter returns a chi router with the shared middleware (panic
+// recovery, request metrics, span naming by route) and the shared endpoints
+// GET /livez, GET /readyz and GET /metrics. Add the service's routes to it,
+// then serve Handler(router, cfg).
+func NewRouter(cfg RouterConfig) *chi.Mux {
+	r := chi.NewRouter()
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "http_requests_total", Help: "HTTP requests by method, route and status.",
+	}, []string{"method", "route", "status"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "http_request_duration_seconds", Help: "HTTP request duration by method and route.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"method", "route"})
+	cfg.Registry.MustRegister(requests, duration)
+
+	r.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			start := time.Now()
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					cfg.Logger.ErrorContext(req.Context(), "panic in handler", "panic", v, "stack", string(debug.Stack()))
+					if !sw.wrote {
+						WriteProblem(sw, Problem{Status: http.StatusInternalServerError})
+					}
+				}
+				route := "unmatched"
+				if rc := chi.RouteContext(req.Context()); rc != nil && rc.RoutePattern() != "" {
+					route = rc.RoutePattern()
+				}
+				trace.SpanFromContext(req.Context()).SetName(req.Method + " " + route)
+				requests.WithLabelValues(req.Method, route, strconv.Itoa(sw.status)).Inc()
+				duration.WithLabelValues(req.Method, route).Observe(time.Since(start).Seconds())
+			}()
+			next.ServeHTTP(sw, req)
+		})
+	})
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		WriteProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such resource"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		WriteProblem(w, Problem{Status: http.StatusMethodNotAllowed})
+	})
+	r.Get("/livez", func(w http.ResponseWriter, _ *http.Request) {
+		Encode(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", readyHandler(cfg.Ready))
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	return r
+}
+
+// Handler wraps router in OpenTelemetry HTTP instrumentation: a server span
+// per request, continuing a caller's W3C trace context.
+func Handler(router http.Handler, cfg RouterConfig) http.Handler {
+	return otelhttp.NewHandler(router, cfg.Service,
+		otelhttp.WithTracerProvider(cfg.TracerProvider),
+		otelhttp.WithPropagators(telemetry.Propagator()),
+		otelhttp.WithFilter(func(r *http.Request) bool {
+			// Probes and scrapes would bury the saga's traces.
+			return r.URL.Path != "/livez" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics"
+		}),
+	)
+}
+
+func readyHandler(checks map[string]Ready) http.HandlerFunc {
+	names := make([]string, 0, len(checks))
+	for n := range checks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		status := map[string]string{}
+		failed := map[string]string{}
+		for _, n := range names {
+			if err := checks[n](ctx); err != nil {
+				failed[n] = "unreachable"
+				continue
+			}
+			status[n] = "ok"
+		}
+		if len(failed) > 0 {
+			WriteProblem(w, Problem{Status: http.StatusServiceUnavailable, Detail: "not ready", Errors: failed})
+			return
+		}
+		Encode(w, http.StatusOK, status)
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
