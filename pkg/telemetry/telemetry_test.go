@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -99,4 +100,20 @@ func TestParseTraceConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestNewTracerProviderStarts(t *testing.T) {
+	cfg, err := ParseTraceConfig(func(string) string { return "" }, "order")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, shutdown, err := NewTracerProvider(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tp.Tracer("t").Start(context.Background(), "x")
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_ = shutdown(ctx) // no collector needs to be listening
 }

@@ -61,7 +61,9 @@ func NewTracerProvider(ctx context.Context, cfg TraceConfig) (trace.TracerProvid
 	if err != nil {
 		return nil, nil, fmt.Errorf("otlp exporter: %w", err)
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(cfg.ServiceName)))
+	// Schemaless: merging with resource.Default() fails whenever the SDK's
+	// semantic-convention version moves ahead of the one imported here.
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(cfg.ServiceName)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("trace resource: %w", err)
 	}
