@@ -6,7 +6,7 @@
 // Guarantees:
 //   - At-least-once delivery: an offset is committed only after the message's
 //     transaction (or its dead-letter write) has committed, so a crash
-//     redelivers rather than loses.
+//     redelivers (the last ~100 ms of messages) rather than loses.
 //   - Effects are applied once per event id: the inbox row (processed_events)
 //     is written in the same transaction as the handler's effects, and a
 //     redelivered event finds it and is skipped.
@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -92,9 +93,10 @@ const (
 	defaultMaxBackoff  = 5 * time.Second
 	defaultLagInterval = 5 * time.Second
 
-	// commitTimeout bounds an offset commit. The commit runs even when Run's
-	// context is cancelled: the transaction is already committed, and a
-	// committed offset spares the next owner a redelivery.
+	// commitTimeout bounds queueing an offset, which waits while the group
+	// rebalances. It applies even when Run's context is cancelled: the
+	// transaction is already committed, and a committed offset spares the
+	// next owner a redelivery.
 	commitTimeout = 10 * time.Second
 
 	tracerName = "github.com/sagashop/sagashop/pkg/consumer"
@@ -170,6 +172,7 @@ func New(cfg Config) (*Consumer, error) {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
+	cfg.Handlers = maps.Clone(cfg.Handlers) // the caller's map may change after New
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("consumer metrics: %w", err)
@@ -203,9 +206,16 @@ func readerConfig(cfg Config, log *slog.Logger) kafka.ReaderConfig {
 		SessionTimeout:    10 * time.Second,
 		RebalanceTimeout:  10 * time.Second,
 		JoinGroupBackoff:  time.Second,
-		// Synchronous commit per message, right after its transaction: the
-		// window for redelivery after a crash is one message.
-		CommitInterval: 0,
+		// Offsets are queued after each message's transaction and committed
+		// every 100 ms, and once more when the reader closes or the group
+		// rebalances. Not a synchronous commit per message: one took ~7 ms
+		// here (Kafka 4's group coordinator waits up to 5 ms,
+		// group.coordinator.append.linger.ms, to batch commits), so
+		// BenchmarkConsume (one consumer, 2000 messages) gave 130-140 msgs/s
+		// with synchronous commits and 1100-1900 msgs/s with queued ones. The
+		// cost: a crash redelivers up to 100 ms of messages, which the inbox
+		// skips.
+		CommitInterval: 100 * time.Millisecond,
 		// The Reader's own lag is meaningless with a group; see reportLag.
 		ReadLagInterval: -1,
 	}
@@ -294,9 +304,10 @@ func (c *Consumer) ensureDeadLetterTopic(ctx context.Context) {
 	}
 }
 
-// commit commits msg's offset. A failure is logged and passed over: the
-// effects are committed, so the worst outcome is a redelivery that the inbox
-// skips, and the next message's commit covers this one.
+// commit queues msg's offset for the reader's next commit (see
+// CommitInterval). A failure is logged and passed over: the effects are
+// committed, so the worst outcome is a redelivery that the inbox skips, and
+// the next message's commit covers this one.
 func (c *Consumer) commit(ctx context.Context, r *kafka.Reader, msg kafka.Message) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()

@@ -297,9 +297,12 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	}
 	// Permanent errors are not retried; unclassified ones are, MaxAttempts times.
 	for id, want := range map[string]int32{badJSON.ID: 1, future.ID: 1, failing.ID: 3, panicking.ID: 3} {
-		n, _ := attempts.Load(id)
-		if n == nil || n.(*atomic.Int32).Load() != want {
-			t.Errorf("event %s: %v handler calls, want %d", id, n, want)
+		var got int32
+		if n, ok := attempts.Load(id); ok {
+			got = n.(*atomic.Int32).Load()
+		}
+		if got != want {
+			t.Errorf("event %s: %d handler calls, want %d", id, got, want)
 		}
 	}
 	if got := metric(t, s.reg, "consumer_retries_total", group); got != 4 {
@@ -347,6 +350,38 @@ func TestTransientErrorIsRetriedInPlace(t *testing.T) {
 	}
 	if got := metric(t, s.reg, "consumer_dead_lettered_total", map[string]string{"group": s.group}); got != 0 {
 		t.Errorf("dead_lettered_total = %v, want 0", got)
+	}
+}
+
+func TestShutdownDuringRetries(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 1)
+	stuck, next := event(t, "order-s", 1), event(t, "order-s", 2)
+	s.produceEvents(stuck, next)
+	stop := s.start(s.config(map[string]consumer.Handler{
+		typeAppended: func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+			return &pgconn.PgError{Code: "40P01", Message: "deadlock detected"}
+		},
+	}))
+	testenv.WaitFor(t, 20*time.Second, "retries", func() bool {
+		return metric(t, s.reg, "consumer_retries_total", map[string]string{"group": s.group}) >= 2
+	})
+	began := time.Now()
+	stop()
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("Run took %s to return while retrying", d)
+	}
+	if effs := s.effects(); len(effs) != 0 {
+		t.Fatalf("effects of a failing handler: %v", effs)
+	}
+
+	// The stuck message was not committed, nor skipped: the next member
+	// of the group starts with it.
+	s.start(s.config(map[string]consumer.Handler{typeAppended: appendEffect("c")}))
+	effs := s.waitEffects(2, 20*time.Second)
+	checkOnceInOrder(t, effs, []events.Envelope{stuck, next})
+	if effs[0].EventID != stuck.ID {
+		t.Errorf("first effect is %s, want the stuck event", effs[0].EventID)
 	}
 }
 

@@ -36,7 +36,7 @@ type appended struct {
 // stack is one test's infrastructure: a schema with the inbox and an effects
 // table, a topic, a group with its dead-letter topic, and a producer.
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	pool    *pgxpool.Pool
 	schema  string
 	brokers []string
@@ -48,7 +48,7 @@ type stack struct {
 	logs    *logBuffer
 }
 
-func newStack(t *testing.T, partitions int) *stack {
+func newStack(t testing.TB, partitions int) *stack {
 	t.Helper()
 	pool, schema := testenv.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
