@@ -12,9 +12,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/outbox"
+	"github.com/sagashop/sagashop/pkg/telemetry"
 )
 
 // service holds the order use cases. Each runs in one transaction: its own
@@ -74,6 +76,10 @@ func (s *service) placeOrder(ctx context.Context, key string, req NewOrder) (o O
 	if err != nil {
 		return Order{}, false, fmt.Errorf("new order id: %w", err)
 	}
+	// Tag the request's span and everything started under it (the queries
+	// below) with the new order's id; a replay re-tags with the original.
+	ctx = telemetry.WithLogAttrs(ctx, slog.String(telemetry.LogOrderID, id.String()))
+	trace.SpanFromContext(ctx).SetAttributes(telemetry.OrderID.String(id.String()))
 	hash := req.Hash()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		replayed = false
