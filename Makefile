@@ -1,0 +1,46 @@
+# Sagashop: the two commands a fresh machine needs are `make run` and `make test`.
+# Everything else here is what those two are made of.
+
+GO      ?= go
+GOTEST  ?= $(GO) test -race -count=1 -timeout 25m
+PKGS    ?= ./...
+
+.PHONY: run test lint unit e2e build infra-up infra-down infra-status infra-reset clean
+
+## run: start the local infrastructure and all five services in the foreground (Ctrl-C stops everything)
+run:
+	tools/run.sh
+
+## test: start the local infrastructure if needed, then gofmt, go vet and every test (unit, integration, e2e) with -race
+test: infra-up lint
+	$(GOTEST) $(PKGS)
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## unit: the tests without the e2e suite (still against the real PostgreSQL and Kafka)
+unit: infra-up
+	$(GOTEST) $$($(GO) list ./... | grep -v /e2e)
+
+## e2e: only the end-to-end suite (builds the five binaries and drives them over HTTP)
+e2e: infra-up
+	$(GOTEST) -v ./e2e/
+
+## build: the five service binaries into bin/
+build:
+	$(GO) build -o bin/ ./services/...
+
+## infra-up / infra-down / infra-status / infra-reset: PostgreSQL, Kafka and Jaeger as local processes (data in .local/)
+infra-up:
+	tools/infra.sh up
+infra-down:
+	tools/infra.sh down
+infra-status:
+	tools/infra.sh status
+infra-reset:
+	tools/infra.sh reset
+
+clean: infra-down
+	rm -rf bin .local

@@ -1,0 +1,309 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sagashop/sagashop/pkg/testenv"
+)
+
+// services in start order; every one can start in any order, this one just
+// gets the catalog owner up first.
+var services = []string{"inventory", "payment", "order", "shipping", "email"}
+
+// stack is the system under test: the five real binaries as processes, a
+// database of their own on the local PostgreSQL, a private Kafka broker,
+// and the local stack's Jaeger.
+type stack struct {
+	t       *testing.T
+	bin     string
+	dbName  string
+	kafka   *testenv.PrivateKafka
+	procs   map[string]*proc
+	mu      *sync.Mutex
+	client  *http.Client
+	logsDir string
+}
+
+type proc struct {
+	name   string
+	addr   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    string
+}
+
+// startStack builds the binaries and starts everything; it is torn down when
+// t ends.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	s := &stack{t: t, bin: t.TempDir(), procs: map[string]*proc{}, mu: &sync.Mutex{}, client: &http.Client{Timeout: 10 * time.Second}, logsDir: t.TempDir()}
+	root := testenv.RepoRoot(t)
+
+	start := time.Now()
+	args := []string{"build", "-o", s.bin + "/"}
+	for _, name := range services {
+		args = append(args, "./services/"+name)
+	}
+	build := exec.Command("go", args...)
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build services: %v\n%s", err, out)
+	}
+	t.Logf("built %d services in %s", len(services), time.Since(start).Round(time.Millisecond))
+
+	s.createDatabase(root)
+	s.kafka = testenv.StartPrivateKafka(t)
+	t.Logf("private kafka on %v", s.kafka.Brokers())
+	for _, name := range services {
+		s.start(name, testenv.FreePort(t))
+	}
+	for _, name := range services {
+		s.waitReady(name)
+	}
+	t.Cleanup(func() {
+		for _, name := range services {
+			s.stop(name)
+		}
+		if t.Failed() {
+			for _, name := range services {
+				if b, err := os.ReadFile(s.procs[name].log); err == nil {
+					t.Logf("--- last log lines of %s:\n%s", name, tail(string(b), 40))
+				}
+			}
+		}
+	})
+	t.Logf("stack ready in %s", time.Since(start).Round(time.Millisecond))
+	return s
+}
+
+// createDatabase creates a database for this run, bootstrapped with the
+// same roles and schemas as the local stack (tools/postgres/init.sql).
+func (s *stack) createDatabase(root string) {
+	t := s.t
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, testenv.DatabaseURL())
+	if err != nil {
+		t.Fatalf("PostgreSQL is not reachable (%v): start the local stack with `make infra-up`", err)
+	}
+	defer admin.Close(ctx)
+	s.dbName = testenv.Name("e2e")
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+s.dbName); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), testenv.DatabaseURL())
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP DATABASE "+s.dbName+" WITH (FORCE)"); err != nil {
+			t.Logf("drop database: %v", err)
+		}
+	})
+	initSQL, err := os.ReadFile(filepath.Join(root, "tools", "postgres", "init.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := pgx.Connect(ctx, s.adminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	if _, err := db.Exec(ctx, string(initSQL)); err != nil {
+		t.Fatalf("init.sql: %v", err)
+	}
+}
+
+func (s *stack) adminURL() string {
+	return strings.Replace(testenv.DatabaseURL(), "/sagashop", "/"+s.dbName, 1)
+}
+
+// DB returns a superuser connection to the run's database, for checks the
+// HTTP API does not offer (none of the scenarios drive the system with it).
+func (s *stack) DB() *pgx.Conn {
+	c, err := pgx.Connect(context.Background(), s.adminURL())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func (s *stack) start(name string, port int) {
+	t := s.t
+	p := &proc{name: name, addr: "127.0.0.1:" + strconv.Itoa(port), log: filepath.Join(s.logsDir, name+".log")}
+	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(s.bin, name))
+	cmd.Env = append(os.Environ(),
+		"HTTP_ADDR="+p.addr,
+		"DATABASE_URL=postgres://"+name+"_svc@127.0.0.1:5432/"+s.dbName+"?sslmode=disable",
+		"KAFKA_BROKERS="+strings.Join(s.kafka.Brokers(), ","),
+		"OTEL_SERVICE_NAME="+name,
+		"LOG_LEVEL=debug",
+	)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p.cmd, p.exited = cmd, make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(p.exited)
+	}()
+	s.mu.Lock()
+	s.procs[name] = p
+	s.mu.Unlock()
+}
+
+func (s *stack) proc(name string) *proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.procs[name]
+}
+
+// stop sends SIGTERM and waits for a graceful exit.
+func (s *stack) stop(name string) {
+	p := s.proc(name)
+	if p == nil {
+		return
+	}
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		s.t.Errorf("%s did not stop within 20s of SIGTERM", name)
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// kill sends SIGKILL: no graceful anything.
+func (s *stack) kill(name string) {
+	p := s.proc(name)
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// restart starts a stopped or killed service again on its old address.
+func (s *stack) restart(name string) {
+	p := s.proc(name)
+	port, _ := strconv.Atoi(strings.TrimPrefix(p.addr, "127.0.0.1:"))
+	s.start(name, port)
+	s.waitReady(name)
+}
+
+func (s *stack) waitReady(name string) {
+	t := s.t
+	t.Helper()
+	p := s.proc(name)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := s.client.Get("http://" + p.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-p.exited:
+			b, _ := os.ReadFile(p.log)
+			t.Fatalf("%s exited during start-up:\n%s", name, tail(string(b), 40))
+		default:
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(p.log)
+			t.Fatalf("%s not ready after 60s:\n%s", name, tail(string(b), 40))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// call sends a JSON request to a service and decodes a JSON response into
+// out (when non-nil); it returns the status code.
+func (s *stack) call(method, service, path string, body any, out any, headers ...string) int {
+	s.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+s.proc(service).addr+path, r)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s %s: %v", method, service, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			s.t.Fatalf("%s %s %s: decode %q: %v", method, service, path, raw, err)
+		}
+	}
+	if out != nil && resp.StatusCode >= 300 {
+		if p, ok := out.(*problem); ok {
+			_ = json.Unmarshal(raw, p)
+		}
+	}
+	return resp.StatusCode
+}
+
+type problem struct {
+	Title  string            `json:"title"`
+	Status int               `json:"status"`
+	Detail string            `json:"detail"`
+	Errors map[string]string `json:"errors"`
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	testenv.WaitFor(t, timeout, what, cond)
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
