@@ -73,7 +73,7 @@ put_product tshirt "T-shirt" 2500 20
 put_product poster "Poster" 900 3
 for pair in alice:10000 bob:500; do
 	customer=${pair%%:*}
-	if ! curl -fsS -o /dev/null "http://127.0.0.1:8082/accounts/$customer"; then
+	if ! curl -fs -o /dev/null "http://127.0.0.1:8082/accounts/$customer"; then
 		curl -fsS -o /dev/null -X POST "http://127.0.0.1:8082/accounts/$customer/deposits" \
 			-H 'Content-Type: application/json' -d "{\"amount_cents\": ${pair##*:}}"
 	fi
