@@ -187,6 +187,49 @@ func TestDuplicatesAndRestart(t *testing.T) {
 	}
 }
 
+func TestRebalance(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, events.Partitions)
+	var want []events.Envelope
+	// Enough work for the first member (10 ms a message, 6 s in all) that
+	// it is still busy when the second has joined, about a heartbeat (1 s)
+	// later; the second member is fast.
+	for seq := 1; seq <= 100; seq++ {
+		for k := range 6 {
+			want = append(want, event(t, fmt.Sprintf("order-%d", k), seq))
+		}
+	}
+	s.produceEvents(want...)
+	slow := appendEffect("first")
+
+	// A second member joins mid-stream, then the first leaves: partitions
+	// move twice while messages are in flight.
+	stopFirst := s.start(s.config(map[string]consumer.Handler{
+		typeAppended: func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+			time.Sleep(10 * time.Millisecond)
+			return slow(ctx, tx, e)
+		},
+	}))
+	s.waitEffects(15, 20*time.Second)
+	s.start(s.config(map[string]consumer.Handler{typeAppended: appendEffect("second")}))
+	var effs []effect
+	testenv.WaitFor(t, 20*time.Second, "the second member to take over partitions", func() bool {
+		effs = s.effects()
+		for _, e := range effs {
+			if e.Consumer == "second" {
+				return true
+			}
+		}
+		if len(effs) == len(want) {
+			t.Fatalf("the first member applied all %d events before the second joined", len(want))
+		}
+		return false
+	})
+	stopFirst()
+
+	checkOnceInOrder(t, s.waitEffects(len(want), 30*time.Second), want)
+}
+
 func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, events.Partitions)
