@@ -10,8 +10,9 @@
 //   - Effects are applied once per event id: the inbox row (processed_events)
 //     is written in the same transaction as the handler's effects, and a
 //     redelivered event finds it and is skipped.
-//   - Per-partition order is preserved: messages are handled one at a time and
-//     a failing message is retried in place, never skipped ahead of.
+//   - Per-partition order is preserved: messages are handled one at a time,
+//     and a failing message is retried in place, never passed by a later one,
+//     until it succeeds or is dead-lettered.
 //   - Poison messages are dead-lettered: a message that cannot be decoded, or
 //     whose handler fails permanently or too often, goes to
 //     events.DeadLetterTopic(group) with headers saying why, and the group
@@ -297,9 +298,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 // cannot succeed would stall the group. A failure is logged, not fatal; the
 // dead-letter write retries anyway.
 func (c *Consumer) ensureDeadLetterTopic(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := broker.EnsureTopics(ctx, c.cfg.Brokers, events.Partitions, c.dlqTopic); err != nil {
+	if err := broker.EnsureTopics(tctx, c.cfg.Brokers, events.Partitions, c.dlqTopic); err != nil && ctx.Err() == nil {
 		c.log.Warn("ensure dead-letter topic", "topic", c.dlqTopic, "error", err)
 	}
 }
