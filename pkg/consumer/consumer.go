@@ -400,6 +400,15 @@ func (c *Consumer) handle(ctx context.Context, dlq Publisher, msg kafka.Message)
 // transaction. duplicate reports that the inbox already held the event, in
 // which case the handler did not run.
 func (c *Consumer) apply(ctx context.Context, h Handler, env events.Envelope) (duplicate bool, err error) {
+	hooks := &afterCommitHooks{}
+	ctx = context.WithValue(ctx, afterCommitKey{}, hooks)
+	defer func() {
+		if err == nil {
+			for _, f := range hooks.fns {
+				f()
+			}
+		}
+	}()
 	err = pgx.BeginFunc(ctx, c.cfg.Pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, insertProcessed, env.ID, env.Type)
 		if err != nil {
@@ -479,4 +488,22 @@ func (h headerCarrier) Keys() []string {
 		keys[i] = kv.Key
 	}
 	return keys
+}
+
+type afterCommitKey struct{}
+
+type afterCommitHooks struct{ fns []func() }
+
+// AfterCommit arranges for f to run once the transaction of the handler
+// whose ctx this is has committed, and never if it rolls back (a retried
+// attempt registers its own). Use it for effects outside the database that
+// must follow only what really happened, such as metrics. Outside a
+// consumer's handler (a test calling the handler in its own transaction) f
+// runs at once.
+func AfterCommit(ctx context.Context, f func()) {
+	if hooks, ok := ctx.Value(afterCommitKey{}).(*afterCommitHooks); ok {
+		hooks.fns = append(hooks.fns, f)
+		return
+	}
+	f()
 }

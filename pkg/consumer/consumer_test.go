@@ -396,6 +396,35 @@ func TestTransientErrorIsRetriedInPlace(t *testing.T) {
 	}
 }
 
+func TestAfterCommitRunsOnlyForTheCommittedAttempt(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 1)
+	e := event(t, "order-h", 1)
+	s.produceEvents(e)
+	var attempts, hooks atomic.Int32
+	s.start(s.config(map[string]consumer.Handler{
+		typeAppended: func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+			consumer.AfterCommit(ctx, func() { hooks.Add(1) })
+			if attempts.Add(1) <= 2 {
+				// A transient outside failure: retried, and its hook dropped.
+				return consumer.Transient(errors.New("mail server says 451, try later"))
+			}
+			return appendEffect("c")(ctx, tx, e)
+		},
+	}))
+	s.waitEffects(1, 20*time.Second)
+	testenv.WaitFor(t, 5*time.Second, "the hook of the committed attempt", func() bool { return hooks.Load() == 1 })
+	if n := attempts.Load(); n != 3 {
+		t.Errorf("%d attempts, want 3", n)
+	}
+	if got := metric(t, s.reg, "consumer_dead_lettered_total", map[string]string{"group": s.group}); got != 0 {
+		t.Errorf("dead_lettered_total = %v, want 0", got)
+	}
+	if n := hooks.Load(); n != 1 {
+		t.Errorf("hook ran %d times, want once", n)
+	}
+}
+
 func TestShutdownDuringRetries(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, 1)

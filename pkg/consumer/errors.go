@@ -33,6 +33,26 @@ func (e permanentError) Error() string        { return e.err.Error() }
 func (e permanentError) Unwrap() error        { return e.err }
 func (e permanentError) Is(target error) bool { return target == ErrPermanent }
 
+// ErrTransient marks a handler error about the world outside the database
+// (a mail server refusing for now, a dependency down): the message is
+// retried, in place, for as long as it takes, never dead-lettered.
+var ErrTransient = errors.New("transient failure")
+
+// Transient wraps err so that errors.Is(err, ErrTransient) holds; the error
+// text stays err's. Transient(nil) is nil.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return transientError{err}
+}
+
+type transientError struct{ err error }
+
+func (e transientError) Error() string        { return e.err.Error() }
+func (e transientError) Unwrap() error        { return e.err }
+func (e transientError) Is(target error) bool { return target == ErrTransient }
+
 type errorClass int
 
 const (
@@ -53,7 +73,7 @@ func classify(err error) errorClass {
 		errors.Is(err, events.ErrMissingHeader),
 		errors.Is(err, events.ErrUnsupportedContent):
 		return classPermanent
-	case transient(err):
+	case errors.Is(err, ErrTransient), transient(err):
 		return classTransient
 	default:
 		return classUnclassified

@@ -38,6 +38,8 @@ func TestClassify(t *testing.T) {
 		"permanent":                {Permanent(errors.New("order unknown")), classPermanent},
 		"permanent over transient": {Permanent(pg("40001")), classPermanent},
 		"anything else":            {errors.New("something odd"), classUnclassified},
+		"transient marked":         {Transient(errors.New("smtp 451")), classTransient},
+		"transient nil":            {Transient(nil), classUnclassified},
 	} {
 		if got := classify(tc.err); got != tc.want {
 			t.Errorf("%s: classify(%v) = %d, want %d", name, tc.err, got, tc.want)
