@@ -307,3 +307,30 @@ func tail(s string, lines int) string {
 	}
 	return strings.Join(parts, "\n")
 }
+
+// assertCorrelatedLogs checks that each service wrote at least one JSON log
+// line while handling the order's events that carries the order id, the
+// event id and the trace and span ids.
+func (s *stack) assertCorrelatedLogs(orderID string, services ...string) {
+	s.t.Helper()
+	for _, name := range services {
+		b, err := os.ReadFile(s.proc(name).log)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		found := false
+		for _, line := range strings.Split(string(b), "\n") {
+			var l map[string]any
+			if json.Unmarshal([]byte(line), &l) != nil || l["order_id"] != orderID {
+				continue
+			}
+			if l["event_id"] != nil && l["trace_id"] != nil && l["span_id"] != nil && l["service"] == name {
+				found = true
+				break
+			}
+		}
+		if !found {
+			s.t.Errorf("%s logged no line with order_id, event_id, trace_id and span_id for order %s", name, orderID)
+		}
+	}
+}

@@ -197,6 +197,7 @@ func TestSaga(t *testing.T) {
 		})
 		s.waitEmail(o.OrderID, "order_shipped")
 		s.assertOrderTrace(o.OrderID, "order", "payment", "inventory", "shipping", "email")
+		s.assertCorrelatedLogs(o.OrderID, "payment", "inventory", "shipping", "email")
 	})
 
 	t.Run("payment failure cancels", func(t *testing.T) {
