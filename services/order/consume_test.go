@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
 
+	"github.com/sagashop/sagashop/pkg/broker"
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/testenv"
 )
 
 // handle runs the service's handler for ev in a transaction of its own, as
@@ -112,7 +117,6 @@ func TestHappySaga(t *testing.T) {
 	if n := len(e.outbox(events.TypeOrderCancelled)); n != 0 {
 		t.Errorf("%d OrderCancelled for a shipped order", n)
 	}
-	e.settle()
 	if got := e.counter("saga_orders_total", "outcome", "shipped", "reason", ""); got != 1 {
 		t.Errorf("saga_orders_total{shipped} = %v, want 1", got)
 	}
@@ -174,7 +178,6 @@ func TestCancelOrder(t *testing.T) {
 			if n := len(e.cancellations(id)); n != 1 {
 				t.Errorf("%d OrderCancelled, want 1", n)
 			}
-			e.settle()
 			if got := e.counter("saga_orders_total", "outcome", "cancelled", "reason", tt.reason); got != 1 {
 				t.Errorf("saga_orders_total{cancelled,%s} = %v, want 1", tt.reason, got)
 			}
@@ -224,7 +227,6 @@ func TestOutOfOrderEvents(t *testing.T) {
 					terminal = 1
 				}
 			}
-			e.settle()
 			if got := e.histogramCount("saga_duration_seconds"); got != uint64(terminal) {
 				t.Errorf("saga_duration_seconds count = %d, want %d", got, terminal)
 			}
@@ -345,40 +347,103 @@ func TestProductUpdated(t *testing.T) {
 	}
 }
 
-// A terminal transition whose transaction rolls back is not counted: the
-// saga metrics are observed only after the commit.
+// The saga metrics count a terminal transition once, and only from the
+// transaction that commits it. Through the real consumer: a PaymentFailed
+// whose first attempt cancels the order and then rolls back (a transient
+// failure) is retried in place and committed; a repeat of the same fact under
+// another event id follows. One cancellation is observed.
 func TestSagaMetricsOnlyAfterCommit(t *testing.T) {
 	e := newEnv(t)
 	e.product("mug", 1250)
 	id := e.placed()
-	h := e.svc.handlers()[events.TypeOrderShipped]
-	errRollback := errors.New("roll back")
-	err := pgx.BeginFunc(e.ctx, e.pool, func(tx pgx.Tx) error {
-		if err := h(e.ctx, tx, e.shipped(id)); err != nil {
+	failed, again := e.paymentFailed(id), e.paymentFailed(id)
+
+	handlers := e.svc.handlers()
+	cancelOrder := handlers[events.TypePaymentFailed]
+	var attempts atomic.Int32
+	var rolledBack, cancelledInTx atomic.Bool
+	handlers[events.TypePaymentFailed] = func(ctx context.Context, tx pgx.Tx, ev events.Envelope) error {
+		attempts.Add(1)
+		if err := cancelOrder(ctx, tx, ev); err != nil {
 			return err
 		}
-		return errRollback
-	})
-	if !errors.Is(err, errRollback) {
-		t.Fatal(err)
-	}
-	e.settle()
-	e.assertStatus(id, StatusPending, "")
-	if got := e.histogramCount("saga_duration_seconds"); got != 0 {
-		t.Errorf("saga_duration_seconds count = %d after a rollback, want 0", got)
-	}
-	if got := e.counter("saga_orders_total", "outcome", "shipped", "reason", ""); got != 0 {
-		t.Errorf("saga_orders_total{shipped} = %v after a rollback, want 0", got)
+		if ev.ID != failed.ID || !rolledBack.CompareAndSwap(false, true) {
+			return nil
+		}
+		// The handler did cancel the order in tx, so it arranged the
+		// observation; the failure rolls both back.
+		var status Status
+		if err := tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1`, id).Scan(&status); err != nil {
+			return err
+		}
+		cancelledInTx.Store(status == StatusCancelled)
+		return consumer.Transient(errors.New("injected failure after the handler"))
 	}
 
-	// The retry commits and counts once.
-	e.mustHandle(e.shipped(id))
-	e.settle()
+	brokers := testenv.Kafka(t)
+	topic := testenv.Topics(t, brokers, 1, "payments")[0]
+	group := testenv.Name("order")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := broker.DeleteTopics(ctx, brokers, events.DeadLetterTopic(group)); err != nil {
+			t.Logf("delete dead-letter topic: %v", err)
+		}
+	})
+	c, err := consumer.New(consumer.Config{
+		Brokers: brokers, Group: group, Topics: []string{topic}, Handlers: handlers, Pool: e.pool,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(e.ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("consumer Run = %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("consumer still running 20s after cancellation")
+		}
+	})
+
+	w := broker.NewWriter(brokers)
+	tr := &kafka.Transport{}
+	w.Transport = tr
+	t.Cleanup(func() { _ = w.Close(); tr.CloseIdleConnections() })
+	wctx, cancel := context.WithTimeout(e.ctx, 15*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(wctx, events.ToMessage(topic, failed), events.ToMessage(topic, again)); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	// One partition: once the repeat is in the inbox, the first event's
+	// attempts and their after-commit effects are all done.
+	testenv.WaitFor(t, 15*time.Second, "both events processed", func() bool {
+		var n int
+		if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM processed_events WHERE event_id = $1`, again.ID).Scan(&n); err != nil {
+			t.Fatalf("read inbox: %v", err)
+		}
+		return n == 1
+	})
+
+	if !cancelledInTx.Load() || attempts.Load() != 3 {
+		t.Fatalf("cancelled in the rolled-back attempt: %v; %d handler attempts, want 3 (rolled back, retried, repeat)",
+			cancelledInTx.Load(), attempts.Load())
+	}
+	e.assertStatus(id, StatusCancelled, ReasonPaymentFailed)
+	if n := len(e.cancellations(id)); n != 1 {
+		t.Errorf("%d OrderCancelled, want 1", n)
+	}
 	if got := e.histogramCount("saga_duration_seconds"); got != 1 {
 		t.Errorf("saga_duration_seconds count = %d, want 1", got)
 	}
-	if !strings.Contains(e.metricsText(), `saga_orders_total{outcome="shipped",reason=""} 1`) {
-		t.Errorf("/metrics lacks the shipped count:\n%s", e.metricsText())
+	if !strings.Contains(e.metricsText(), `saga_orders_total{outcome="cancelled",reason="payment_failed"} 1`) {
+		t.Errorf("/metrics lacks exactly one payment_failed cancellation:\n%s", e.metricsText())
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -49,9 +48,6 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Watchers poll the pool, which testenv closes in its cleanup; this
-	// cleanup, registered later, runs first.
-	t.Cleanup(svc.watchers.Wait)
 	cfg := web.RouterConfig{Service: serviceName, Logger: logger, TracerProvider: noop.NewTracerProvider(), Registry: reg}
 	r := web.NewRouter(cfg)
 	svc.routes(r)
@@ -163,16 +159,4 @@ func (e *env) histogramCount(name string) uint64 {
 	}
 	e.t.Fatalf("no metric %s", name)
 	return 0
-}
-
-// settle waits until every transaction watched for the saga metrics has
-// been decided and its observation made.
-func (e *env) settle() {
-	done := make(chan struct{})
-	go func() { e.svc.watchers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		e.t.Fatal("saga metric watchers still running after 10s")
-	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/outbox"
 	"github.com/sagashop/sagashop/pkg/telemetry"
@@ -25,10 +25,6 @@ type service struct {
 	pool    *pgxpool.Pool
 	logger  *slog.Logger
 	metrics *metrics
-
-	// watchers counts goroutines waiting for a transaction to commit (see
-	// afterCommit); tests wait for them.
-	watchers sync.WaitGroup
 }
 
 type metrics struct {
@@ -180,14 +176,14 @@ func (s *service) advance(ctx context.Context, tx pgx.Tx, e events.Envelope, id 
 		}
 	}
 	if to.Terminal() {
+		// Observed once the consumer's transaction commits: an attempt
+		// that rolls back (to be retried) observes nothing, and a repeated
+		// or late event has returned above, so each order counts once.
 		elapsed := updated.Sub(o.CreatedAt)
-		err := s.afterCommit(ctx, tx, func() {
+		consumer.AfterCommit(ctx, func() {
 			s.metrics.sagaOrders.WithLabelValues(SagaOutcome(to), reason).Inc()
 			s.metrics.sagaDuration.Observe(elapsed.Seconds())
 		})
-		if err != nil {
-			return err
-		}
 	}
 	s.logger.InfoContext(ctx, "order status changed", "from", o.Status, "to", to, "reason", reason, "type", e.Type)
 	return nil
@@ -210,52 +206,4 @@ func (s *service) updateProduct(ctx context.Context, tx pgx.Tx, e events.Envelop
 	}
 	s.logger.InfoContext(ctx, "product updated", "sku", p.SKU, "price_cents", p.PriceCents)
 	return nil
-}
-
-// commitWait bounds how long afterCommit waits for a transaction to end.
-const commitWait = 2 * time.Minute
-
-// afterCommit runs f once tx has committed, and never if tx rolls back. An
-// event handler cannot see its own commit (the consumer commits after the
-// handler returns), so a goroutine asks PostgreSQL about tx's transaction id
-// until it is decided. The saga metrics use it: they must count only the
-// transaction that really moved an order to a terminal state, once.
-func (s *service) afterCommit(ctx context.Context, tx pgx.Tx, f func()) error {
-	xid, err := currentXactID(ctx, tx)
-	if err != nil {
-		return err
-	}
-	s.watchers.Add(1)
-	go func() {
-		defer s.watchers.Done()
-		s.awaitCommit(context.WithoutCancel(ctx), xid, f)
-	}()
-	return nil
-}
-
-func (s *service) awaitCommit(ctx context.Context, xid string, f func()) {
-	ctx, cancel := context.WithTimeout(ctx, commitWait)
-	defer cancel()
-	wait := 5 * time.Millisecond
-	for {
-		select {
-		case <-ctx.Done():
-			s.logger.WarnContext(ctx, "saga metrics not recorded: transaction still open", "xid", xid)
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 200*time.Millisecond)
-		status, err := xactStatus(ctx, s.pool, xid)
-		switch {
-		case err != nil:
-			s.logger.WarnContext(ctx, "saga metrics not recorded", "xid", xid, "err", err)
-			return
-		case status == "committed":
-			f()
-			return
-		case status == "in progress":
-		default: // aborted: the event will be retried; or too old to know
-			return
-		}
-	}
 }

@@ -150,25 +150,3 @@ func upsertProduct(ctx context.Context, tx pgx.Tx, p Product, at time.Time) (boo
 	}
 	return tag.RowsAffected() == 1, nil
 }
-
-// currentXactID returns the id of tx's top-level transaction.
-func currentXactID(ctx context.Context, tx pgx.Tx) (string, error) {
-	var xid string
-	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text`).Scan(&xid); err != nil {
-		return "", fmt.Errorf("read transaction id: %w", err)
-	}
-	return xid, nil
-}
-
-// xactStatus returns "committed", "aborted" or "in progress" for
-// transaction xid, or "" when PostgreSQL no longer knows it.
-func xactStatus(ctx context.Context, q querier, xid string) (string, error) {
-	var status *string
-	if err := q.QueryRow(ctx, `SELECT pg_xact_status($1::xid8)`, xid).Scan(&status); err != nil {
-		return "", fmt.Errorf("read status of transaction %s: %w", xid, err)
-	}
-	if status == nil {
-		return "", nil
-	}
-	return *status, nil
-}
