@@ -218,8 +218,8 @@ func TestSMTPFailureIsRetriedAndRecordsNothing(t *testing.T) {
 
 	e := newEvent(t, shipped(orderID))
 	err := ts.apply(t, e)
-	if err == nil || errors.Is(err, consumer.ErrPermanent) {
-		t.Fatalf("err = %v, want a non-permanent error", err)
+	if !errors.Is(err, consumer.ErrTransient) || errors.Is(err, consumer.ErrPermanent) {
+		t.Fatalf("err = %v, want a transient error", err)
 	}
 	if got := ts.emails(t); len(got) != 0 {
 		t.Errorf("emails = %+v after a failed delivery, want none (the transaction rolled back)", got)
@@ -258,8 +258,8 @@ func TestSMTPFailureOnOrderCreatedKeepsEmailsPending(t *testing.T) {
 
 	err = ts.apply(t, newEvent(t, created(orderID, ada)))
 	var netErr net.Error
-	if err == nil || errors.Is(err, consumer.ErrPermanent) || !errors.As(err, &netErr) {
-		t.Fatalf("err = %v, want a non-permanent network error", err)
+	if !errors.Is(err, consumer.ErrTransient) || errors.Is(err, consumer.ErrPermanent) || !errors.As(err, &netErr) {
+		t.Fatalf("err = %v, want a transient network error", err)
 	}
 	if got := ts.emails(t); len(got) != 1 || got[0].Sent || got[0].To != nil {
 		t.Errorf("emails = %+v, want the email still pending", got)
@@ -269,6 +269,64 @@ func TestSMTPFailureOnOrderCreatedKeepsEmailsPending(t *testing.T) {
 	}
 	if out := ts.outbox(t); len(out) != 0 {
 		t.Errorf("outbox has %d events, want none", len(out))
+	}
+}
+
+// A delivery failure is transient, retried in place for as long as it takes,
+// unless the mail server refuses the recipient's address for good: retrying
+// that would hold up the events behind it forever, so it is permanent.
+func TestDeliveryFailureClassification(t *testing.T) {
+	down := func(t *testing.T) string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr
+	}
+	refusing := func(mail, rcpt string) func(t *testing.T) string {
+		return func(t *testing.T) string {
+			srv := newSMTPServer(t)
+			srv.failMail(mail)
+			srv.failRcpt(rcpt)
+			return srv.addr
+		}
+	}
+	tests := []struct {
+		name string
+		addr func(t *testing.T) string
+		want error // consumer.ErrTransient or consumer.ErrPermanent
+	}{
+		{"mail server down", down, consumer.ErrTransient},
+		{"451 to MAIL FROM", refusing("451 4.3.0 try again later", ""), consumer.ErrTransient},
+		{"550 to MAIL FROM", refusing("550 5.7.1 sender rejected", ""), consumer.ErrTransient},
+		{"450 to RCPT TO", refusing("", "450 4.2.1 mailbox busy"), consumer.ErrTransient},
+		{"552 to RCPT TO", refusing("", "552 5.2.2 mailbox full"), consumer.ErrTransient},
+		{"554 to RCPT TO", refusing("", "554 5.7.1 relay access denied"), consumer.ErrTransient},
+		{"550 to RCPT TO", refusing("", "550 5.1.1 no such user"), consumer.ErrPermanent},
+		{"553 to RCPT TO", refusing("", "553 5.1.3 bad address syntax"), consumer.ErrPermanent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTestService(t, testSender(tt.addr(t)))
+			orderID := newOrderID()
+			mustApply(t, ts, newEvent(t, created(orderID, ada)))
+			err := ts.apply(t, newEvent(t, shipped(orderID)))
+			other := consumer.ErrPermanent
+			if tt.want == consumer.ErrPermanent {
+				other = consumer.ErrTransient
+			}
+			if !errors.Is(err, tt.want) || errors.Is(err, other) {
+				t.Fatalf("err = %v, want %v and not %v", err, tt.want, other)
+			}
+			if got := ts.emails(t); len(got) != 0 {
+				t.Errorf("emails = %+v after a failed delivery, want none", got)
+			}
+			if out := ts.outbox(t); len(out) != 0 {
+				t.Errorf("outbox has %d events after a failed delivery, want none", len(out))
+			}
+		})
 	}
 }
 

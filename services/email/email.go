@@ -19,6 +19,9 @@ const (
 var (
 	ErrNotFound       = errors.New("not found")
 	ErrInvalidAddress = errors.New("invalid email address")
+	// ErrRecipientRejected is a mail server refusing an address for good
+	// (no such mailbox): sending to it again cannot succeed.
+	ErrRecipientRejected = errors.New("recipient address rejected")
 )
 
 // Recipient is whom the emails about an order go to.

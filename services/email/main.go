@@ -16,7 +16,11 @@
 // and under however many event ids its events arrive (a primary key on order
 // and kind). With SMTP_ADDR set, an email is delivered over SMTP before its
 // transaction commits, so delivery to the mail server is at-least-once: a
-// crash between delivery and commit sends it again on redelivery.
+// crash between delivery and commit sends it again on redelivery. A mail
+// server that is down or refuses (4xx, or 5xx to anything but the recipient)
+// holds up the event, and those behind it on its partition: it is retried in
+// place until the server accepts. Only a permanent refusal of the
+// recipient's address (550, 551 or 553 to RCPT TO) dead-letters it.
 //
 // HTTP: GET /emails?order_id={id}.
 package main

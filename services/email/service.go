@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/outbox"
 )
@@ -117,10 +118,15 @@ func (s *service) notify(ctx context.Context, tx pgx.Tx, cause events.Envelope, 
 
 // send marks the pending email m as sent to to, writes CustomerNotified to
 // the outbox and, with a mail server configured, delivers it, all before tx
-// commits. A delivery failure fails the transaction, so nothing is recorded
-// and the consumer retries. A crash or failed commit after delivery sends the
-// email again on redelivery: delivery to the mail server is at-least-once,
-// the record is exactly one row per kind.
+// commits. A delivery failure fails the transaction, so nothing is recorded.
+// It is transient (consumer.ErrTransient: retried in place until the mail
+// server accepts, never dead-lettered), except a permanent refusal of the
+// address (ErrRecipientRejected), which is permanent (consumer.ErrPermanent):
+// retrying it would hold up every event behind it forever, so the event is
+// dead-lettered instead; for an OrderCreated that leaves the recipient
+// unknown and the order's emails pending. A crash or failed commit after
+// delivery sends the email again on redelivery: delivery to the mail server
+// is at-least-once, the record is exactly one row per kind.
 func (s *service) send(ctx context.Context, tx pgx.Tx, cause events.Envelope, orderID uuid.UUID, m Message, to string) error {
 	if err := markSent(ctx, tx, orderID, m.Kind, to); err != nil {
 		return err
@@ -135,7 +141,11 @@ func (s *service) send(ctx context.Context, tx pgx.Tx, cause events.Envelope, or
 	// Deliver last: a database error above must not cost a duplicate email.
 	if s.sender != nil {
 		if err := s.sender.Send(ctx, to, m.Subject, m.Body); err != nil {
-			return fmt.Errorf("deliver %s email of %s: %w", m.Kind, orderID, err)
+			err = fmt.Errorf("deliver %s email of %s: %w", m.Kind, orderID, err)
+			if errors.Is(err, ErrRecipientRejected) {
+				return consumer.Permanent(err)
+			}
+			return consumer.Transient(err)
 		}
 	}
 	s.sent.WithLabelValues(m.Kind).Inc()

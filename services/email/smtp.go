@@ -3,16 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"mime"
 	"mime/quotedprintable"
 	"net"
 	"net/smtp"
+	"net/textproto"
 	"time"
 )
 
-// Sender delivers one email to one address. An error means the email may not
-// have been delivered; the caller retries.
+// Sender delivers one email to one address. It fails with
+// ErrRecipientRejected when the mail server refuses the address for good; any
+// other error means the email may not have been delivered yet and a later
+// attempt may succeed.
 type Sender interface {
 	Send(ctx context.Context, to, subject, body string) error
 }
@@ -36,9 +40,10 @@ func newSMTPSender(addr string, from fromAddress) smtpSender {
 }
 
 // Send runs one SMTP session: EHLO, MAIL, RCPT, DATA, QUIT. Network errors
-// (refused, reset, timeout) come back as net.Error, which the consumer
-// retries until they pass; a reply code the server refuses with comes back
-// as a *textproto.Error.
+// (refused, reset, timeout) come back as net.Error; a reply code the server
+// refuses with comes back as a *textproto.Error, wrapped in
+// ErrRecipientRejected as well when it is a permanent refusal of the address
+// (see recipientRejected).
 func (s smtpSender) Send(ctx context.Context, to, subject, body string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -69,6 +74,9 @@ func (s smtpSender) Send(ctx context.Context, to, subject, body string) error {
 		return fmt.Errorf("smtp MAIL FROM: %w", err)
 	}
 	if err := c.Rcpt(to); err != nil {
+		if recipientRejected(err) {
+			return fmt.Errorf("smtp RCPT TO: %w: %w", ErrRecipientRejected, err)
+		}
 		return fmt.Errorf("smtp RCPT TO: %w", err)
 	}
 	w, err := c.Data()
@@ -104,4 +112,24 @@ func (s smtpSender) message(to, subject, body string) []byte {
 	_, _ = qp.Write([]byte(body))
 	_ = qp.Close()
 	return b.Bytes()
+}
+
+// recipientRejected reports whether err, the reply to RCPT TO, refuses the
+// address itself for good (RFC 5321): 550 mailbox unavailable (no such user),
+// 551 user not local, 553 mailbox name not allowed. Every other refusal is
+// about now or about us, not the address: 4xx is temporary by definition,
+// 552 (mailbox full) is to be treated as temporary at RCPT (RFC 5321
+// 4.5.3.1.10), and 554, or a 5xx to any other command (MAIL FROM, DATA),
+// would refuse every email alike, so it calls for fixing the mail setup,
+// not for giving up on this one.
+func recipientRejected(err error) bool {
+	var reply *textproto.Error
+	if !errors.As(err, &reply) {
+		return false
+	}
+	switch reply.Code {
+	case 550, 551, 553:
+		return true
+	}
+	return false
 }

@@ -23,6 +23,7 @@ type smtpServer struct {
 	mu       sync.Mutex
 	messages []smtpMessage
 	mailFail string // when set, the reply to MAIL FROM instead of 250
+	rcptFail string // when set, the reply to RCPT TO instead of 250
 }
 
 // smtpMessage is one accepted message: envelope and parsed content.
@@ -66,6 +67,14 @@ func (s *smtpServer) failMail(reply string) {
 	s.mailFail = reply
 }
 
+// failRcpt makes the server refuse RCPT TO with reply (e.g. "550 5.1.1 no
+// such user"); "" accepts again.
+func (s *smtpServer) failRcpt(reply string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rcptFail = reply
+}
+
 func (s *smtpServer) received() []smtpMessage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,6 +109,13 @@ func (s *smtpServer) serve(t *testing.T, c net.Conn) {
 			from, to = angleAddr(arg), nil
 			reply("250 2.1.0 OK")
 		case "RCPT":
+			s.mu.Lock()
+			fail := s.rcptFail
+			s.mu.Unlock()
+			if fail != "" {
+				reply(fail)
+				continue
+			}
 			to = append(to, angleAddr(arg))
 			reply("250 2.1.5 OK")
 		case "DATA":
