@@ -24,7 +24,7 @@ func (s *stack) findMessage(topic, typ, orderID string) kafka.Message {
 	var found kafka.Message
 	eventually(s.t, 30*time.Second, typ+" for "+orderID+" on "+topic, func() bool {
 		for p := range events.Partitions {
-			r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.kafka.Brokers(), Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
+			r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.infra.Brokers(), Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			for {
 				m, err := r.ReadMessage(ctx)
@@ -82,7 +82,7 @@ func (s *stack) metric(service, name string, labels ...string) float64 {
 
 func (s *stack) produce(msgs ...kafka.Message) {
 	s.t.Helper()
-	w := broker.NewWriter(s.kafka.Brokers())
+	w := broker.NewWriter(s.infra.Brokers())
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -25,14 +25,13 @@ import (
 // gets the catalog owner up first.
 var services = []string{"inventory", "payment", "order", "shipping", "email"}
 
-// stack is the system under test: the five real binaries as processes, a
-// database of their own on the local PostgreSQL, a private Kafka broker,
-// and the local stack's Jaeger.
+// stack is the system under test: the five real binaries as processes on
+// the infrastructure newInfra chose, with a database of their own.
 type stack struct {
 	t       *testing.T
 	bin     string
 	dbName  string
-	kafka   *testenv.PrivateKafka
+	infra   infra
 	procs   map[string]*proc
 	mu      *sync.Mutex
 	client  *http.Client
@@ -66,9 +65,9 @@ func startStack(t *testing.T) *stack {
 	}
 	t.Logf("built %d services in %s", len(services), time.Since(start).Round(time.Millisecond))
 
+	s.infra = newInfra(t)
 	s.createDatabase(root)
-	s.kafka = testenv.StartPrivateKafka(t)
-	t.Logf("private kafka on %v", s.kafka.Brokers())
+	t.Logf("infrastructure (%s) ready after %s", s.infra.Name(), time.Since(start).Round(time.Millisecond))
 	for _, name := range services {
 		s.start(name, testenv.FreePort(t))
 	}
@@ -96,7 +95,7 @@ func startStack(t *testing.T) *stack {
 func (s *stack) createDatabase(root string) {
 	t := s.t
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, testenv.DatabaseURL())
+	admin, err := pgx.Connect(ctx, s.infra.AdminURL(""))
 	if err != nil {
 		t.Fatalf("PostgreSQL is not reachable (%v): start the local stack with `make infra-up`", err)
 	}
@@ -106,7 +105,7 @@ func (s *stack) createDatabase(root string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), testenv.DatabaseURL())
+		c, err := pgx.Connect(context.Background(), s.infra.AdminURL(""))
 		if err != nil {
 			return
 		}
@@ -154,8 +153,9 @@ func (s *stack) start(name string, port int) {
 	cmd := exec.Command(filepath.Join(s.bin, name))
 	cmd.Env = append(os.Environ(),
 		"HTTP_ADDR="+p.addr,
-		"DATABASE_URL=postgres://"+name+"_svc@127.0.0.1:5432/"+s.dbName+"?sslmode=disable",
-		"KAFKA_BROKERS="+strings.Join(s.kafka.Brokers(), ","),
+		"DATABASE_URL="+s.infra.ServiceURL(name+"_svc", s.dbName),
+		"KAFKA_BROKERS="+strings.Join(s.infra.Brokers(), ","),
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+s.infra.OTLPEndpoint(),
 		"OTEL_SERVICE_NAME="+name,
 		"LOG_LEVEL=debug",
 	)

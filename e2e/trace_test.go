@@ -4,21 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// jaegerURL is the local stack's Jaeger query API; override with JAEGER_QUERY_URL.
-func jaegerURL() string {
-	if u := os.Getenv("JAEGER_QUERY_URL"); u != "" {
-		return u
-	}
-	return "http://127.0.0.1:16686"
-}
 
 type jaegerTrace struct {
 	TraceID string `json:"traceID"`
@@ -67,7 +58,7 @@ func (s *stack) assertOrderTrace(orderID string, services ...string) traceSummar
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var tr jaegerTrace
-		tr, problems = fetchTrace(q)
+		tr, problems = fetchTrace(s.infra.JaegerQueryURL(), q)
 		if len(problems) == 0 {
 			sum, problems = checkTrace(tr, orderID, services)
 			if len(problems) == 0 {
@@ -77,14 +68,14 @@ func (s *stack) assertOrderTrace(orderID string, services ...string) traceSummar
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("trace of order %s in Jaeger at %s (is it running? `make infra-up`):\n%s",
-				orderID, jaegerURL(), strings.Join(problems, "\n"))
+				orderID, s.infra.JaegerQueryURL(), strings.Join(problems, "\n"))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 }
 
-func fetchTrace(q url.Values) (jaegerTrace, []string) {
-	resp, err := http.Get(jaegerURL() + "/api/traces?" + q.Encode())
+func fetchTrace(jaeger string, q url.Values) (jaegerTrace, []string) {
+	resp, err := http.Get(jaeger + "/api/traces?" + q.Encode())
 	if err != nil {
 		return jaegerTrace{}, []string{err.Error()}
 	}
