@@ -86,6 +86,12 @@ type Config struct {
 	MaxAttempts    int                   // attempts for unclassified errors before dead-lettering; default 10
 	MinBackoff     time.Duration         // first retry delay; default 50ms
 	MaxBackoff     time.Duration         // retry delay cap; default 5s
+
+	// InboxRetention is how long processed event ids are kept to recognise
+	// redeliveries; default 7 days, far beyond any redelivery (a redelivery
+	// comes from an uncommitted offset or a relay republishing, within
+	// minutes) and beyond the topics' retention.
+	InboxRetention time.Duration
 }
 
 const (
@@ -93,6 +99,8 @@ const (
 	defaultMinBackoff  = 50 * time.Millisecond
 	defaultMaxBackoff  = 5 * time.Second
 	defaultLagInterval = 5 * time.Second
+	defaultRetention   = 7 * 24 * time.Hour
+	pruneInterval      = time.Hour
 
 	// commitTimeout bounds queueing an offset, which waits while the group
 	// rebalances. It applies even when Run's context is cancelled: the
@@ -147,6 +155,9 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff = defaultMinBackoff
+	}
+	if cfg.InboxRetention <= 0 {
+		cfg.InboxRetention = defaultRetention
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = defaultMaxBackoff
@@ -259,6 +270,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	} else {
 		close(lagDone)
 	}
+
+	pruneDone := make(chan struct{})
+	go func() { defer close(pruneDone); c.pruneLoop(lagCtx) }()
+	defer func() { stopLag(); <-pruneDone }()
 
 	r := kafka.NewReader(readerConfig(c.cfg, c.log))
 	c.log.Info("consumer started", "topics", c.cfg.Topics, "dead_letter_topic", c.dlqTopic)
@@ -506,4 +521,30 @@ func AfterCommit(ctx context.Context, f func()) {
 		return
 	}
 	f()
+}
+
+// pruneLoop deletes inbox rows older than the retention, at start and then
+// every pruneInterval, so the table does not grow without bound.
+func (c *Consumer) pruneLoop(ctx context.Context) {
+	for {
+		n, err := c.pruneInbox(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			c.log.Warn("prune processed events", "error", err)
+		case n > 0:
+			c.log.Info("processed events pruned", "rows", n, "older_than", c.cfg.InboxRetention)
+		}
+		if !sleep(ctx, pruneInterval) {
+			return
+		}
+	}
+}
+
+func (c *Consumer) pruneInbox(ctx context.Context) (int64, error) {
+	tag, err := c.cfg.Pool.Exec(ctx, `DELETE FROM processed_events WHERE processed_at < now() - make_interval(secs => $1)`,
+		c.cfg.InboxRetention.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("prune processed events: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }

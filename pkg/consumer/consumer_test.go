@@ -608,3 +608,30 @@ func randomSpanContext(t testing.TB) trace.SpanContext {
 	}
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true})
 }
+
+func TestInboxIsPrunedAfterRetention(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 1)
+	ctx := context.Background()
+	old, recent := event(t, "order-p", 1), event(t, "order-p", 2)
+	if _, err := s.pool.Exec(ctx, `INSERT INTO processed_events (event_id, event_type, processed_at)
+		VALUES ($1, 'X', now() - interval '8 days'), ($2, 'X', now() - interval '1 hour')`, old.ID, recent.ID); err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.config(map[string]consumer.Handler{typeAppended: appendEffect("c")})
+	cfg.InboxRetention = 7 * 24 * time.Hour
+	c, err := consumer.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := consumer.PruneInbox(ctx, c)
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d rows (%v), want 1", n, err)
+	}
+	var left []string
+	rows, _ := s.pool.Query(ctx, `SELECT event_id::text FROM processed_events`)
+	left, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(left) != 1 || left[0] != recent.ID {
+		t.Fatalf("left %v (%v), want only the recent event", left, err)
+	}
+}
