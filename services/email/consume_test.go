@@ -13,6 +13,7 @@ import (
 
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 	"github.com/sagashop/sagashop/pkg/testenv"
 )
 
@@ -46,16 +47,16 @@ func mustApply(t *testing.T, ts testService, e events.Envelope) {
 // per kind, in order, each caused by the given event.
 func checkNotified(t *testing.T, ts testService, orderID string, kinds []string, causes []string) {
 	t.Helper()
-	out := ts.outbox(t)
+	out := servicetest.Outbox(t, ts.pool)
 	if len(out) != len(kinds) {
 		t.Fatalf("outbox has %d events, want %d: %+v", len(out), len(kinds), out)
 	}
 	for i, o := range out {
 		var p events.CustomerNotified
-		if err := json.Unmarshal([]byte(o.Data), &p); err != nil {
+		if err := json.Unmarshal(o.Envelope.Data, &p); err != nil {
 			t.Fatal(err)
 		}
-		if o.Topic != events.TopicEmail || o.Type != events.TypeCustomerNotified || p.OrderID != orderID || p.Kind != kinds[i] || o.CausationID != causes[i] {
+		if o.Topic != events.TopicEmail || o.Envelope.Type != events.TypeCustomerNotified || p.OrderID != orderID || p.Kind != kinds[i] || o.Envelope.CausationID != causes[i] {
 			t.Errorf("outbox[%d] = %+v %+v, want CustomerNotified{%s, %s} on %s caused by %s", i, o, p, orderID, kinds[i], events.TopicEmail, causes[i])
 		}
 	}
@@ -66,7 +67,7 @@ func TestOrderShippedBeforeOrderCreatedWaitsForTheRecipient(t *testing.T) {
 	ts := newTestService(t, testSender(srv.addr))
 	orderID := newOrderID()
 
-	mustApply(t, ts, newEvent(t, shipped(orderID)))
+	mustApply(t, ts, servicetest.Event(t, "test", shipped(orderID)))
 
 	got := ts.emails(t)
 	if len(got) != 1 || got[0].Kind != KindOrderShipped || got[0].Sent || got[0].To != nil {
@@ -75,17 +76,17 @@ func TestOrderShippedBeforeOrderCreatedWaitsForTheRecipient(t *testing.T) {
 	if !strings.Contains(got[0].Body, "SSABCDEF123456") {
 		t.Errorf("body lacks the tracking number: %q", got[0].Body)
 	}
-	if out := ts.outbox(t); len(out) != 0 {
+	if out := servicetest.Outbox(t, ts.pool); len(out) != 0 {
 		t.Errorf("outbox has %d events before the recipient is known, want none", len(out))
 	}
 	if n := len(srv.received()); n != 0 {
 		t.Errorf("SMTP server received %d messages before the recipient is known, want none", n)
 	}
-	if v := ts.metric(t, "emails_pending"); v != 1 {
+	if v := servicetest.Metric(t, ts.registry, "emails_pending"); v != 1 {
 		t.Errorf("emails_pending = %v, want 1", v)
 	}
 
-	createdEvent := newEvent(t, created(orderID, ada))
+	createdEvent := servicetest.Event(t, "test", created(orderID, ada))
 	mustApply(t, ts, createdEvent)
 
 	got = ts.emails(t)
@@ -100,16 +101,16 @@ func TestOrderShippedBeforeOrderCreatedWaitsForTheRecipient(t *testing.T) {
 	if len(msgs[0].To) != 1 || msgs[0].To[0] != ada || msgs[0].Subject != "Your order "+orderID+" has shipped" || !strings.Contains(msgs[0].Body, "SSABCDEF123456") {
 		t.Errorf("message = %+v", msgs[0])
 	}
-	if v := ts.metric(t, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
+	if v := servicetest.Metric(t, ts.registry, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
 		t.Errorf("emails_sent_total{order_shipped} = %v, want 1", v)
 	}
-	if v := ts.metric(t, "emails_pending"); v != 0 {
+	if v := servicetest.Metric(t, ts.registry, "emails_pending"); v != 0 {
 		t.Errorf("emails_pending = %v, want 0", v)
 	}
 
 	// Both facts again, under new event ids: nothing more goes out.
-	mustApply(t, ts, newEvent(t, created(orderID, ada)))
-	mustApply(t, ts, newEvent(t, shipped(orderID)))
+	mustApply(t, ts, servicetest.Event(t, "test", created(orderID, ada)))
+	mustApply(t, ts, servicetest.Event(t, "test", shipped(orderID)))
 	if n := len(srv.received()); n != 1 {
 		t.Errorf("SMTP server received %d messages after redelivery, want 1", n)
 	}
@@ -120,12 +121,12 @@ func TestOrderShippedAfterOrderCreatedSendsAtOnce(t *testing.T) {
 	srv := newSMTPServer(t)
 	ts := newTestService(t, testSender(srv.addr))
 	orderID := newOrderID()
-	mustApply(t, ts, newEvent(t, created(orderID, ada)))
-	if out := ts.outbox(t); len(out) != 0 {
+	mustApply(t, ts, servicetest.Event(t, "test", created(orderID, ada)))
+	if out := servicetest.Outbox(t, ts.pool); len(out) != 0 {
 		t.Fatalf("OrderCreated alone wrote %d events, want none", len(out))
 	}
 
-	e := newEvent(t, shipped(orderID))
+	e := servicetest.Event(t, "test", shipped(orderID))
 	mustApply(t, ts, e)
 
 	if got := ts.emails(t); len(got) != 1 || !got[0].Sent || *got[0].To != ada {
@@ -141,9 +142,9 @@ func TestOrderShippedTwiceSendsOneEmail(t *testing.T) {
 	srv := newSMTPServer(t)
 	ts := newTestService(t, testSender(srv.addr))
 	orderID := newOrderID()
-	mustApply(t, ts, newEvent(t, created(orderID, ada)))
+	mustApply(t, ts, servicetest.Event(t, "test", created(orderID, ada)))
 
-	first, second := newEvent(t, shipped(orderID)), newEvent(t, shipped(orderID))
+	first, second := servicetest.Event(t, "test", shipped(orderID)), servicetest.Event(t, "test", shipped(orderID))
 	mustApply(t, ts, first)
 	mustApply(t, ts, second)
 
@@ -154,7 +155,7 @@ func TestOrderShippedTwiceSendsOneEmail(t *testing.T) {
 	if n := len(srv.received()); n != 1 {
 		t.Errorf("SMTP server received %d messages, want 1", n)
 	}
-	if v := ts.metric(t, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
+	if v := servicetest.Metric(t, ts.registry, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
 		t.Errorf("emails_sent_total{order_shipped} = %v, want 1", v)
 	}
 }
@@ -162,11 +163,11 @@ func TestOrderShippedTwiceSendsOneEmail(t *testing.T) {
 func TestOrderCancelledSendsOneEmail(t *testing.T) {
 	ts := newTestService(t, nil) // no SMTP server: recorded as sent only
 	orderID := newOrderID()
-	mustApply(t, ts, newEvent(t, created(orderID, ada)))
+	mustApply(t, ts, servicetest.Event(t, "test", created(orderID, ada)))
 
-	first := newEvent(t, cancelled(orderID, events.ReasonOutOfStock))
+	first := servicetest.Event(t, "test", cancelled(orderID, events.ReasonOutOfStock))
 	mustApply(t, ts, first)
-	mustApply(t, ts, newEvent(t, cancelled(orderID, events.ReasonOutOfStock)))
+	mustApply(t, ts, servicetest.Event(t, "test", cancelled(orderID, events.ReasonOutOfStock)))
 
 	got := ts.emails(t)
 	if len(got) != 1 || got[0].Kind != KindOrderCancelled || !got[0].Sent || *got[0].To != ada {
@@ -176,7 +177,7 @@ func TestOrderCancelledSendsOneEmail(t *testing.T) {
 		t.Errorf("subject %q body %q, want the cancellation with its reason", got[0].Subject, got[0].Body)
 	}
 	checkNotified(t, ts, orderID, []string{KindOrderCancelled}, []string{first.ID})
-	if v := ts.metric(t, "emails_sent_total", "kind", KindOrderCancelled); v != 1 {
+	if v := servicetest.Metric(t, ts.registry, "emails_sent_total", "kind", KindOrderCancelled); v != 1 {
 		t.Errorf("emails_sent_total{order_cancelled} = %v, want 1", v)
 	}
 }
@@ -184,11 +185,11 @@ func TestOrderCancelledSendsOneEmail(t *testing.T) {
 func TestOrderCancelledBeforeOrderCreatedWaits(t *testing.T) {
 	ts := newTestService(t, nil)
 	orderID := newOrderID()
-	mustApply(t, ts, newEvent(t, cancelled(orderID, events.ReasonPaymentFailed)))
+	mustApply(t, ts, servicetest.Event(t, "test", cancelled(orderID, events.ReasonPaymentFailed)))
 	if got := ts.emails(t); len(got) != 1 || got[0].Sent {
 		t.Fatalf("emails = %+v, want one pending", got)
 	}
-	e := newEvent(t, created(orderID, ada))
+	e := servicetest.Event(t, "test", created(orderID, ada))
 	mustApply(t, ts, e)
 	if got := ts.emails(t); len(got) != 1 || !got[0].Sent || *got[0].To != ada {
 		t.Fatalf("emails = %+v, want one sent to %s", got, ada)
@@ -199,8 +200,8 @@ func TestOrderCancelledBeforeOrderCreatedWaits(t *testing.T) {
 func TestOrderCreatedV1GivesTheRecipient(t *testing.T) {
 	ts := newTestService(t, nil)
 	orderID := newOrderID()
-	mustApply(t, ts, newEvent(t, shipped(orderID)))
-	v1 := newEvent(t, created(orderID, ada))
+	mustApply(t, ts, servicetest.Event(t, "test", shipped(orderID)))
+	v1 := servicetest.Event(t, "test", created(orderID, ada))
 	v1.SchemaVersion = 1
 	v1.Data = json.RawMessage(`{"order_id":"` + orderID + `","customer_id":"cust-1","customer_email":"old@example.com","items":[],"total_cents":0}`)
 	mustApply(t, ts, v1)
@@ -213,10 +214,10 @@ func TestSMTPFailureIsRetriedAndRecordsNothing(t *testing.T) {
 	srv := newSMTPServer(t)
 	ts := newTestService(t, testSender(srv.addr))
 	orderID := newOrderID()
-	mustApply(t, ts, newEvent(t, created(orderID, ada)))
+	mustApply(t, ts, servicetest.Event(t, "test", created(orderID, ada)))
 	srv.failMail("451 4.3.0 try again later")
 
-	e := newEvent(t, shipped(orderID))
+	e := servicetest.Event(t, "test", shipped(orderID))
 	err := ts.apply(t, e)
 	if !errors.Is(err, consumer.ErrTransient) || errors.Is(err, consumer.ErrPermanent) {
 		t.Fatalf("err = %v, want a transient error", err)
@@ -224,10 +225,10 @@ func TestSMTPFailureIsRetriedAndRecordsNothing(t *testing.T) {
 	if got := ts.emails(t); len(got) != 0 {
 		t.Errorf("emails = %+v after a failed delivery, want none (the transaction rolled back)", got)
 	}
-	if out := ts.outbox(t); len(out) != 0 {
+	if out := servicetest.Outbox(t, ts.pool); len(out) != 0 {
 		t.Errorf("outbox has %d events after a failed delivery, want none", len(out))
 	}
-	if v := ts.metric(t, "emails_sent_total", "kind", KindOrderShipped); v != 0 {
+	if v := servicetest.Metric(t, ts.registry, "emails_sent_total", "kind", KindOrderShipped); v != 0 {
 		t.Errorf("emails_sent_total{order_shipped} = %v, want 0", v)
 	}
 
@@ -254,9 +255,9 @@ func TestSMTPFailureOnOrderCreatedKeepsEmailsPending(t *testing.T) {
 	l.Close()
 	ts := newTestService(t, testSender(addr))
 	orderID := newOrderID()
-	mustApply(t, ts, newEvent(t, shipped(orderID)))
+	mustApply(t, ts, servicetest.Event(t, "test", shipped(orderID)))
 
-	err = ts.apply(t, newEvent(t, created(orderID, ada)))
+	err = ts.apply(t, servicetest.Event(t, "test", created(orderID, ada)))
 	var netErr net.Error
 	if !errors.Is(err, consumer.ErrTransient) || errors.Is(err, consumer.ErrPermanent) || !errors.As(err, &netErr) {
 		t.Fatalf("err = %v, want a transient network error", err)
@@ -267,7 +268,7 @@ func TestSMTPFailureOnOrderCreatedKeepsEmailsPending(t *testing.T) {
 	if _, err := getRecipient(context.Background(), ts.pool, uuid.MustParse(orderID)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("recipient stored despite the failed delivery: %v", err)
 	}
-	if out := ts.outbox(t); len(out) != 0 {
+	if out := servicetest.Outbox(t, ts.pool); len(out) != 0 {
 		t.Errorf("outbox has %d events, want none", len(out))
 	}
 }
@@ -311,8 +312,8 @@ func TestDeliveryFailureClassification(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := newTestService(t, testSender(tt.addr(t)))
 			orderID := newOrderID()
-			mustApply(t, ts, newEvent(t, created(orderID, ada)))
-			err := ts.apply(t, newEvent(t, shipped(orderID)))
+			mustApply(t, ts, servicetest.Event(t, "test", created(orderID, ada)))
+			err := ts.apply(t, servicetest.Event(t, "test", shipped(orderID)))
 			other := consumer.ErrPermanent
 			if tt.want == consumer.ErrPermanent {
 				other = consumer.ErrTransient
@@ -323,7 +324,7 @@ func TestDeliveryFailureClassification(t *testing.T) {
 			if got := ts.emails(t); len(got) != 0 {
 				t.Errorf("emails = %+v after a failed delivery, want none", got)
 			}
-			if out := ts.outbox(t); len(out) != 0 {
+			if out := servicetest.Outbox(t, ts.pool); len(out) != 0 {
 				t.Errorf("outbox has %d events after a failed delivery, want none", len(out))
 			}
 		})
@@ -342,7 +343,7 @@ func TestOrderCreatedDuringOrderShippedWaitsForIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer txShipped.Rollback(ctx)
-	if err := ts.onOrderShipped(ctx, txShipped, newEvent(t, shipped(orderID))); err != nil {
+	if err := ts.onOrderShipped(ctx, txShipped, servicetest.Event(t, "test", shipped(orderID))); err != nil {
 		t.Fatal(err)
 	}
 
@@ -355,8 +356,10 @@ func TestOrderCreatedDuringOrderShippedWaitsForIt(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
+	createdEvent := servicetest.Event(t, "test", created(orderID, ada))
+	h := servicetest.Handler(t, ts.handlers(), createdEvent.Type)
 	done := make(chan error, 1)
-	go func() { done <- ts.applyOn(t, conn, newEvent(t, created(orderID, ada))) }()
+	go func() { done <- servicetest.Deliver(t, conn, h, createdEvent) }()
 	testenv.WaitFor(t, 5*time.Second, "OrderCreated to wait for the order lock", func() bool {
 		var waiting bool
 		err := ts.pool.QueryRow(ctx, `SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&waiting)
@@ -397,7 +400,7 @@ func TestMalformedEventsArePermanent(t *testing.T) {
 	ts := newTestService(t, nil)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEvent(t, tt.payload)
+			e := servicetest.Event(t, "test", tt.payload)
 			if tt.data != "" {
 				e.Data = json.RawMessage(tt.data)
 			}
@@ -412,8 +415,7 @@ func TestMalformedEventsArePermanent(t *testing.T) {
 	if got := ts.emails(t); len(got) != 0 {
 		t.Errorf("emails = %+v, want none", got)
 	}
-	var n int
-	if err := ts.pool.QueryRow(context.Background(), `SELECT count(*) FROM recipients`).Scan(&n); err != nil || n != 0 {
-		t.Errorf("%d recipients (err %v), want none", n, err)
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM recipients`); n != 0 {
+		t.Errorf("%d recipients, want none", n)
 	}
 }

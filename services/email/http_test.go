@@ -12,16 +12,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sagashop/sagashop/pkg/events"
-	"github.com/sagashop/sagashop/pkg/web"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 func get(t *testing.T, ts testService, rawQuery string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "/emails", nil)
 	req.URL.RawQuery = rawQuery
-	rec := httptest.NewRecorder()
-	ts.handler.ServeHTTP(rec, req)
-	return rec
+	return servicetest.Serve(t, ts.handler, req)
 }
 
 func TestListEmails(t *testing.T) {
@@ -29,12 +27,12 @@ func TestListEmails(t *testing.T) {
 	orderID := newOrderID()
 	// Both pending, then sent together when the recipient arrives: the
 	// list is in the order they were sent.
-	mustApply(t, ts, newEvent(t, cancelled(orderID, events.ReasonPaymentFailed)))
-	mustApply(t, ts, newEvent(t, shipped(orderID)))
-	mustApply(t, ts, newEvent(t, created(orderID, ada)))
+	mustApply(t, ts, servicetest.Event(t, "test", cancelled(orderID, events.ReasonPaymentFailed)))
+	mustApply(t, ts, servicetest.Event(t, "test", shipped(orderID)))
+	mustApply(t, ts, servicetest.Event(t, "test", created(orderID, ada)))
 	other := newOrderID()
-	mustApply(t, ts, newEvent(t, created(other, "bob@example.com")))
-	mustApply(t, ts, newEvent(t, shipped(other)))
+	mustApply(t, ts, servicetest.Event(t, "test", created(other, "bob@example.com")))
+	mustApply(t, ts, servicetest.Event(t, "test", shipped(other)))
 
 	for _, q := range []string{"order_id=" + orderID, "order_id=" + strings.ToUpper(orderID)} {
 		rec := get(t, ts, q)
@@ -67,7 +65,7 @@ func TestListEmails(t *testing.T) {
 func TestListEmailsEmpty(t *testing.T) {
 	ts := newTestService(t, nil)
 	pendingOrder := newOrderID()
-	mustApply(t, ts, newEvent(t, shipped(pendingOrder)))
+	mustApply(t, ts, servicetest.Event(t, "test", shipped(pendingOrder)))
 	for name, id := range map[string]string{"unknown order": uuid.NewString(), "only pending emails": pendingOrder} {
 		t.Run(name, func(t *testing.T) {
 			rec := get(t, ts, "order_id="+id)
@@ -101,17 +99,8 @@ func TestListEmailsBadOrderID(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := get(t, ts, tt.query)
-			if rec.Code != http.StatusBadRequest {
-				t.Fatalf("status = %d, want 400: %s", rec.Code, rec.Body)
-			}
-			if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
-				t.Errorf("content type = %q, want application/problem+json", ct)
-			}
-			var p web.Problem
-			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
-				t.Fatal(err)
-			}
-			if p.Status != http.StatusBadRequest || p.Errors["order_id"] != tt.want {
+			p := servicetest.RequireProblem(t, rec, http.StatusBadRequest)
+			if p.Errors["order_id"] != tt.want {
 				t.Errorf("problem = %+v, want order_id %q", p, tt.want)
 			}
 		})
@@ -120,9 +109,7 @@ func TestListEmailsBadOrderID(t *testing.T) {
 
 func TestEmailsWrongMethod(t *testing.T) {
 	ts := newTestService(t, nil)
-	req := httptest.NewRequest(http.MethodPost, "/emails?order_id="+uuid.NewString(), strings.NewReader(`{"kind":"order_shipped"}`))
-	rec := httptest.NewRecorder()
-	ts.handler.ServeHTTP(rec, req)
+	rec := servicetest.Request(t, ts.handler, http.MethodPost, "/emails?order_id="+uuid.NewString(), `{"kind":"order_shipped"}`)
 	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Content-Type") != "application/problem+json" {
 		t.Errorf("POST: %d %s, want 405 problem", rec.Code, rec.Header().Get("Content-Type"))
 	}
@@ -133,11 +120,8 @@ func TestEmailsWrongMethod(t *testing.T) {
 
 func TestMetricsEndpoint(t *testing.T) {
 	ts := newTestService(t, nil)
-	mustApply(t, ts, newEvent(t, shipped(newOrderID())))
-	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-	rec := httptest.NewRecorder()
-	ts.handler.ServeHTTP(rec, req)
-	body := rec.Body.String()
+	mustApply(t, ts, servicetest.Event(t, "test", shipped(newOrderID())))
+	body := servicetest.Request(t, ts.handler, http.MethodGet, "/metrics", "").Body.String()
 	for _, want := range []string{"emails_pending 1", `emails_sent_total{kind="order_shipped"} 0`, `emails_sent_total{kind="order_cancelled"} 0`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -9,10 +9,10 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 func newOrderID() string { return uuid.Must(uuid.NewV7()).String() }
@@ -23,12 +23,12 @@ func paymentProcessed(t *testing.T, orderID string, items ...events.Item) events
 	for _, it := range items {
 		total += int64(it.Quantity) * it.UnitPriceCents
 	}
-	return mustEnvelope(t, "payment", events.PaymentProcessed{OrderID: orderID, CustomerID: "alice", AmountCents: total, Items: items})
+	return servicetest.Event(t, "payment", events.PaymentProcessed{OrderID: orderID, CustomerID: "alice", AmountCents: total, Items: items})
 }
 
 func orderShipped(t *testing.T, orderID string) events.Envelope {
 	t.Helper()
-	return mustEnvelope(t, "shipping", events.OrderShipped{OrderID: orderID, TrackingNumber: "TRK-1"})
+	return servicetest.Event(t, "shipping", events.OrderShipped{OrderID: orderID, TrackingNumber: "TRK-1"})
 }
 
 func (ts *testService) wantReservation(t *testing.T, orderID string, status ReservationStatus) Reservation {
@@ -47,18 +47,7 @@ func (ts *testService) wantReservation(t *testing.T, orderID string, status Rese
 // typ on inventory.events, caused by cause, and returns it.
 func (ts *testService) wantOne(t *testing.T, key, typ string, cause events.Envelope) events.Envelope {
 	t.Helper()
-	got := ts.outboxEvents(t, key)
-	if len(got) != 1 {
-		t.Fatalf("%d outbox events for %s, want 1: %+v", len(got), key, got)
-	}
-	e := got[0]
-	if e.Topic != events.TopicInventory || e.Envelope.Type != typ {
-		t.Fatalf("outbox event %s on %s, want %s on %s", e.Envelope.Type, e.Topic, typ, events.TopicInventory)
-	}
-	if e.Envelope.CausationID != cause.ID || e.Envelope.CorrelationID != cause.CorrelationID || e.Envelope.Source != serviceName {
-		t.Fatalf("envelope %+v not caused by %s", e.Envelope, cause.ID)
-	}
-	return e.Envelope
+	return servicetest.RequireOneEvent(t, ts.pool, key, events.TopicInventory, typ, serviceName, cause)
 }
 
 func TestReserveAll(t *testing.T) {
@@ -161,10 +150,10 @@ func TestReserveRejectsPoisonEvents(t *testing.T) {
 			if err := ts.deliver(t, e); !errors.Is(err, consumer.ErrPermanent) {
 				t.Fatalf("error %v, want a permanent one", err)
 			}
-			if n := ts.count(t, `SELECT count(*) FROM reservations`); n != 0 {
+			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM reservations`); n != 0 {
 				t.Fatalf("%d reservations stored", n)
 			}
-			if n := ts.count(t, `SELECT count(*) FROM outbox WHERE envelope->>'type' <> $1`, events.TypeProductUpdated); n != 0 {
+			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' <> $1`, events.TypeProductUpdated); n != 0 {
 				t.Fatalf("%d events written", n)
 			}
 			ts.wantStock(t, "MUG", 5, 0)
@@ -189,7 +178,7 @@ func TestReleaseReservation(t *testing.T) {
 	ts.wantReservation(t, orderID, StatusShipped)
 	ts.wantStock(t, "MUG", 3, 0) // the units left: available stays down
 	ts.wantStock(t, "TEA", 0, 0)
-	if n := len(ts.outboxEvents(t, orderID)); n != 1 {
+	if n := len(servicetest.OutboxEvents(t, ts.pool, orderID)); n != 1 {
 		t.Fatalf("%d events for the order, want only InventoryReserved", n)
 	}
 }
@@ -233,17 +222,13 @@ func TestReleaseRejectsPoisonEvents(t *testing.T) {
 
 // deliverAll runs the handler for each envelope at once, each in its own
 // transaction, and returns their errors.
-func (ts *testService) deliverAll(envs []events.Envelope) []error {
+func (ts *testService) deliverAll(t *testing.T, envs []events.Envelope) []error {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, len(envs))
 	for i, e := range envs {
-		h := ts.handlers()[e.Type]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx := context.Background()
-			errs[i] = pgx.BeginFunc(ctx, ts.pool, func(tx pgx.Tx) error { return h(ctx, tx, e) })
-		}()
+		h := servicetest.Handler(t, ts.handlers(), e.Type)
+		wg.Go(func() { errs[i] = servicetest.Deliver(t, ts.pool, h, e) })
 	}
 	wg.Wait()
 	return errs
@@ -258,22 +243,22 @@ func TestConcurrentReservationsNeverOversell(t *testing.T) {
 	for i := range envs {
 		envs[i] = paymentProcessed(t, newOrderID(), events.Item{SKU: "MUG", Quantity: 1, UnitPriceCents: 100})
 	}
-	for _, err := range ts.deliverAll(envs) {
+	for _, err := range ts.deliverAll(t, envs) {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := ts.count(t, `SELECT count(*) FROM reservations WHERE status = 'RESERVED'`); n != 5 {
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM reservations WHERE status = 'RESERVED'`); n != 5 {
 		t.Fatalf("%d reserved, want 5", n)
 	}
-	if n := ts.count(t, `SELECT count(*) FROM reservations WHERE status = 'REJECTED'`); n != 15 {
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM reservations WHERE status = 'REJECTED'`); n != 15 {
 		t.Fatalf("%d rejected, want 15", n)
 	}
-	if n := ts.count(t, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypeInventoryUnavailable); n != 15 {
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypeInventoryUnavailable); n != 15 {
 		t.Fatalf("%d InventoryUnavailable, want 15", n)
 	}
 	ts.wantStock(t, "MUG", 0, 5)
-	if v := ts.counterValue(t, "reservations_total", map[string]string{"outcome": "reserved"}); v != 5 {
+	if v := servicetest.Metric(t, ts.registry, "reservations_total", "outcome", "reserved"); v != 5 {
 		t.Fatalf("reservations_total{reserved} = %v, want 5", v)
 	}
 }
@@ -294,7 +279,7 @@ func TestConcurrentReservationsDoNotDeadlock(t *testing.T) {
 			envs[i] = paymentProcessed(t, newOrderID(), z, a)
 		}
 	}
-	for _, err := range ts.deliverAll(envs) {
+	for _, err := range ts.deliverAll(t, envs) {
 		if err != nil {
 			t.Fatalf("reservation failed (deadlock?): %v", err)
 		}

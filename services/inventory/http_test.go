@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,55 +9,25 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 	"github.com/sagashop/sagashop/pkg/web"
 )
 
-// do sends a request to the real router and returns the response.
-func (ts *testService) do(t *testing.T, method, path, contentType, body string) *http.Response {
+// do sends a request to the real router and returns the recorded response.
+func (ts *testService) do(t *testing.T, method, path, contentType, body string) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequest(method, path, strings.NewReader(body))
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	rec := httptest.NewRecorder()
-	ts.handler.ServeHTTP(rec, req)
-	return rec.Result()
-}
-
-func decodeBody[T any](t *testing.T, res *http.Response) T {
-	t.Helper()
-	var v T
-	if err := json.NewDecoder(res.Body).Decode(&v); err != nil {
-		t.Fatalf("decode response: %v", err)
-	}
-	return v
-}
-
-func wantProblem(t *testing.T, res *http.Response, status int) web.Problem {
-	t.Helper()
-	if res.StatusCode != status {
-		body, _ := io.ReadAll(res.Body)
-		t.Fatalf("status %d, want %d; body %s", res.StatusCode, status, body)
-	}
-	if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("content type %q, want application/problem+json", ct)
-	}
-	p := decodeBody[web.Problem](t, res)
-	if p.Status != status {
-		t.Fatalf("problem status %d, want %d", p.Status, status)
-	}
-	return p
+	return servicetest.Request(t, ts.handler, method, path, body, "Content-Type", contentType)
 }
 
 func TestPutAndGetProduct(t *testing.T) {
 	ts := newTestService(t)
 
 	res := ts.do(t, http.MethodPut, "/products/MUG-1", "application/json", `{"name": "Mug", "price_cents": 1299, "available": 50}`)
-	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("create: status %d, want 201", res.StatusCode)
+	if res.Code != http.StatusCreated {
+		t.Fatalf("create: status %d, want 201", res.Code)
 	}
 	want := productResponse{SKU: "MUG-1", Name: "Mug", PriceCents: 1299, Available: 50, Reserved: 0}
-	if got := decodeBody[productResponse](t, res); got != want {
+	if got := servicetest.DecodeJSON[productResponse](t, res); got != want {
 		t.Fatalf("create: %+v, want %+v", got, want)
 	}
 
@@ -69,24 +37,24 @@ func TestPutAndGetProduct(t *testing.T) {
 		t.Fatal(err)
 	}
 	res = ts.do(t, http.MethodPut, "/products/MUG-1", "application/json", `{"name": "Big mug", "price_cents": 1499, "available": 10}`)
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("replace: status %d, want 200", res.StatusCode)
+	if res.Code != http.StatusOK {
+		t.Fatalf("replace: status %d, want 200", res.Code)
 	}
 	want = productResponse{SKU: "MUG-1", Name: "Big mug", PriceCents: 1499, Available: 10, Reserved: 3}
-	if got := decodeBody[productResponse](t, res); got != want {
+	if got := servicetest.DecodeJSON[productResponse](t, res); got != want {
 		t.Fatalf("replace: %+v, want %+v", got, want)
 	}
 
 	res = ts.do(t, http.MethodGet, "/products/MUG-1", "", "")
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("get: status %d", res.StatusCode)
+	if res.Code != http.StatusOK {
+		t.Fatalf("get: status %d", res.Code)
 	}
-	if got := decodeBody[productResponse](t, res); got != want {
+	if got := servicetest.DecodeJSON[productResponse](t, res); got != want {
 		t.Fatalf("get: %+v, want %+v", got, want)
 	}
 
 	// Every PUT emitted ProductUpdated, keyed by SKU, with the new state.
-	out := ts.outboxEvents(t, "MUG-1")
+	out := servicetest.OutboxEvents(t, ts.pool, "MUG-1")
 	if len(out) != 2 {
 		t.Fatalf("%d events for MUG-1, want 2", len(out))
 	}
@@ -140,16 +108,16 @@ func TestPutProductRejectsBadInput(t *testing.T) {
 	ts := newTestService(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := wantProblem(t, ts.do(t, http.MethodPut, tt.path, tt.contentType, tt.body), tt.status)
+			p := servicetest.RequireProblem(t, ts.do(t, http.MethodPut, tt.path, tt.contentType, tt.body), tt.status)
 			for _, f := range tt.fields {
 				if p.Errors[f] == "" {
 					t.Errorf("problem %+v does not name %s", p, f)
 				}
 			}
-			if n := ts.count(t, `SELECT count(*) FROM products`); n != 0 {
+			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM products`); n != 0 {
 				t.Fatalf("%d products stored", n)
 			}
-			if n := ts.count(t, `SELECT count(*) FROM outbox`); n != 0 {
+			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox`); n != 0 {
 				t.Fatalf("%d events written", n)
 			}
 		})
@@ -163,7 +131,7 @@ func TestGetProductNotFound(t *testing.T) {
 		"/products/" + strings.Repeat("x", 300),
 		"/products/x'%20OR%20'1'='1",
 	} {
-		wantProblem(t, ts.do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
+		servicetest.RequireProblem(t, ts.do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
 	}
 }
 
@@ -175,7 +143,7 @@ func TestMetricsExposed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	body, _ := io.ReadAll(ts.do(t, http.MethodGet, "/metrics", "", "").Body)
+	body := ts.do(t, http.MethodGet, "/metrics", "", "").Body.Bytes()
 	for _, want := range []string{`reservations_total{outcome="reserved"} 1`, `reservations_total{outcome="unavailable"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)

@@ -16,6 +16,7 @@ import (
 	"github.com/sagashop/sagashop/pkg/broker"
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 	"github.com/sagashop/sagashop/pkg/testenv"
 )
 
@@ -23,11 +24,7 @@ import (
 // the consumer would, and commits it unless the handler fails.
 func (e *env) handle(ev events.Envelope) error {
 	e.t.Helper()
-	h, ok := e.svc.handlers()[ev.Type]
-	if !ok {
-		e.t.Fatalf("no handler for %s", ev.Type)
-	}
-	return pgx.BeginFunc(e.ctx, e.pool, func(tx pgx.Tx) error { return h(e.ctx, tx, ev) })
+	return servicetest.Deliver(e.t, e.pool, servicetest.Handler(e.t, e.svc.handlers(), ev.Type), ev)
 }
 
 // mustHandle is handle for an event that must apply.
@@ -41,11 +38,7 @@ func (e *env) mustHandle(ev events.Envelope) {
 // event wraps p in a fresh envelope from source.
 func (e *env) event(source string, p events.Payload) events.Envelope {
 	e.t.Helper()
-	ev, err := events.New(source, p)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return ev
+	return servicetest.Event(e.t, source, p)
 }
 
 // placed creates a PENDING order for c-1 and returns its id.
@@ -117,7 +110,7 @@ func TestHappySaga(t *testing.T) {
 	if n := len(e.outbox(events.TypeOrderCancelled)); n != 0 {
 		t.Errorf("%d OrderCancelled for a shipped order", n)
 	}
-	if got := e.counter("saga_orders_total", "outcome", "shipped", "reason", ""); got != 1 {
+	if got := servicetest.Metric(t, e.registry, "saga_orders_total", "outcome", "shipped", "reason", ""); got != 1 {
 		t.Errorf("saga_orders_total{shipped} = %v, want 1", got)
 	}
 	if got := e.histogramCount("saga_duration_seconds"); got != 1 {
@@ -178,10 +171,10 @@ func TestCancelOrder(t *testing.T) {
 			if n := len(e.cancellations(id)); n != 1 {
 				t.Errorf("%d OrderCancelled, want 1", n)
 			}
-			if got := e.counter("saga_orders_total", "outcome", "cancelled", "reason", tt.reason); got != 1 {
+			if got := servicetest.Metric(t, e.registry, "saga_orders_total", "outcome", "cancelled", "reason", tt.reason); got != 1 {
 				t.Errorf("saga_orders_total{cancelled,%s} = %v, want 1", tt.reason, got)
 			}
-			if got := e.counter("saga_orders_total", "outcome", "shipped", "reason", ""); got != 0 {
+			if got := servicetest.Metric(t, e.registry, "saga_orders_total", "outcome", "shipped", "reason", ""); got != 0 {
 				t.Errorf("saga_orders_total{shipped} = %v, want 0", got)
 			}
 			if got := e.histogramCount("saga_duration_seconds"); got != 1 {

@@ -2,22 +2,13 @@ package main
 
 import (
 	"context"
-	"io"
-	"io/fs"
-	"log/slog"
 	"net/http"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/sagashop/sagashop/pkg/database"
-	"github.com/sagashop/sagashop/pkg/events"
-	"github.com/sagashop/sagashop/pkg/telemetry"
-	"github.com/sagashop/sagashop/pkg/testenv"
-	"github.com/sagashop/sagashop/pkg/web"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 // env is one test's order service: a fresh schema with the order tables,
@@ -33,25 +24,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	pool, _ := testenv.Postgres(t)
-	logger := telemetry.NewLogger(io.Discard, serviceName, slog.LevelDebug)
-	migrations, err := fs.Sub(migrationsFS, "migrations")
+	te := servicetest.New(t, serviceName, migrationsFS)
+	svc, err := newService(te.Pool, te.Logger, te.Registry)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := database.Migrate(ctx, pool, migrations, logger); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	reg := prometheus.NewRegistry()
-	svc, err := newService(pool, logger, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := web.RouterConfig{Service: serviceName, Logger: logger, TracerProvider: noop.NewTracerProvider(), Registry: reg}
-	r := web.NewRouter(cfg)
-	svc.routes(r)
-	return &env{t: t, ctx: ctx, pool: pool, svc: svc, registry: reg, router: web.Handler(r, cfg)}
+	return &env{t: t, ctx: context.Background(), pool: te.Pool, svc: svc, registry: te.Registry, router: te.Router(svc.routes)}
 }
 
 // product puts a product into the catalog copy, as a ProductUpdated would.
@@ -68,11 +46,7 @@ func (e *env) product(sku string, priceCents int64) {
 // count returns the number of rows of table (a fixed name from the test).
 func (e *env) count(table string) int {
 	e.t.Helper()
-	var n int
-	if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
-		e.t.Fatalf("count %s: %v", table, err)
-	}
-	return n
+	return servicetest.Count(e.t, e.pool, `SELECT count(*) FROM `+table)
 }
 
 // assertNothingStored checks that no order, item, key or event was written.
@@ -85,20 +59,14 @@ func (e *env) assertNothingStored() {
 	}
 }
 
-// outboxRow is one event written to the outbox.
-type outboxRow struct {
-	Topic    string
-	Key      string
-	Envelope events.Envelope
-}
-
 // outbox returns the outbox rows of event type typ, oldest first.
-func (e *env) outbox(typ string) []outboxRow {
+func (e *env) outbox(typ string) []servicetest.OutboxEvent {
 	e.t.Helper()
-	rows, _ := e.pool.Query(e.ctx, `SELECT topic, key, envelope FROM outbox WHERE envelope->>'type' = $1 ORDER BY id`, typ)
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[outboxRow])
-	if err != nil {
-		e.t.Fatalf("read outbox: %v", err)
+	var out []servicetest.OutboxEvent
+	for _, r := range servicetest.Outbox(e.t, e.pool) {
+		if r.Envelope.Type == typ {
+			out = append(out, r)
+		}
 	}
 	return out
 }
@@ -114,49 +82,8 @@ func (e *env) status(id string) (Status, string) {
 	return s, reason
 }
 
-// counter returns the value of counter name with the given label values
-// (name, value pairs), 0 if it has none yet.
-func (e *env) counter(name string, labels ...string) float64 {
-	e.t.Helper()
-	families, err := e.registry.Gather()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
-
 // histogramCount returns the number of observations of histogram name.
 func (e *env) histogramCount(name string) uint64 {
 	e.t.Helper()
-	families, err := e.registry.Gather()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, f := range families {
-		if f.GetName() == name {
-			return f.GetMetric()[0].GetHistogram().GetSampleCount()
-		}
-	}
-	e.t.Fatalf("no metric %s", name)
-	return 0
+	return servicetest.Series(e.t, e.registry, name)[0].GetHistogram().GetSampleCount()
 }

@@ -14,23 +14,20 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 const mugBody = `{"customer_id": "c-1", "email": "c1@example.com", "items": [{"sku": "mug", "quantity": 2}]}`
 
-// do sends a request to the real router and returns the recorded response.
+// do sends a request to the real router and returns the recorded response;
+// a body is sent as application/json.
 func (e *env) do(method, path, body string, headers ...string) *httptest.ResponseRecorder {
 	e.t.Helper()
-	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	contentType := ""
 	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		contentType = "application/json"
 	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	rec := httptest.NewRecorder()
-	e.router.ServeHTTP(rec, req)
-	return rec
+	return servicetest.Request(e.t, e.router, method, path, body, append([]string{"Content-Type", contentType}, headers...)...)
 }
 
 type createdBody struct {
@@ -129,7 +126,7 @@ func TestCreateAndGetOrder(t *testing.T) {
 		ev.Items[1] != (events.Item{SKU: "pen", Quantity: 3, UnitPriceCents: 199}) {
 		t.Errorf("OrderCreated = %+v", ev)
 	}
-	if got := e.counter("orders_created_total"); got != 1 {
+	if got := servicetest.Metric(t, e.registry, "orders_created_total"); got != 1 {
 		t.Errorf("orders_created_total = %v, want 1", got)
 	}
 
@@ -188,7 +185,7 @@ func TestCreateOrderIdempotent(t *testing.T) {
 	})
 	t.Run("different body is refused", func(t *testing.T) {
 		rec := e.do(http.MethodPost, "/orders", `{"customer_id": "c-1", "email": "c1@example.com", "items": [{"sku": "mug", "quantity": 3}]}`, "Idempotency-Key", key)
-		assertProblem(t, rec, http.StatusUnprocessableEntity)
+		servicetest.RequireProblem(t, rec, http.StatusUnprocessableEntity)
 		if !strings.Contains(rec.Body.String(), "Idempotency-Key") {
 			t.Errorf("problem %s does not mention the key", rec.Body)
 		}
@@ -210,7 +207,7 @@ func TestCreateOrderIdempotent(t *testing.T) {
 	if n := len(e.outbox(events.TypeOrderCreated)); n != 4 {
 		t.Errorf("%d OrderCreated events, want 4", n)
 	}
-	if got := e.counter("orders_created_total"); got != 4 {
+	if got := servicetest.Metric(t, e.registry, "orders_created_total"); got != 4 {
 		t.Errorf("orders_created_total = %v, want 4", got)
 	}
 }
@@ -251,24 +248,6 @@ func TestCreateOrderIdempotentRace(t *testing.T) {
 	if got := len(e.outbox(events.TypeOrderCreated)); got != 1 {
 		t.Errorf("%d OrderCreated events, want 1", got)
 	}
-}
-
-func assertProblem(t *testing.T, rec *httptest.ResponseRecorder, status int) map[string]any {
-	t.Helper()
-	if rec.Code != status {
-		t.Fatalf("status = %d, want %d: %s", rec.Code, status, rec.Body)
-	}
-	if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
-		t.Errorf("Content-Type = %q, want application/problem+json", ct)
-	}
-	var p map[string]any
-	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
-		t.Fatalf("problem body %q: %v", rec.Body, err)
-	}
-	if p["status"] != float64(status) {
-		t.Errorf("problem status = %v, want %d", p["status"], status)
-	}
-	return p
 }
 
 func TestCreateOrderBadInput(t *testing.T) {
@@ -350,11 +329,10 @@ func TestCreateOrderBadInput(t *testing.T) {
 			for i := 0; i+1 < len(tt.headers); i += 2 {
 				req.Header[tt.headers[i]] = []string{tt.headers[i+1]}
 			}
-			rec := httptest.NewRecorder()
-			e.router.ServeHTTP(rec, req)
-			p := assertProblem(t, rec, tt.status)
+			rec := servicetest.Serve(t, e.router, req)
+			p := servicetest.RequireProblem(t, rec, tt.status)
 			if tt.fields != nil {
-				errs, _ := p["errors"].(map[string]any)
+				errs := p.Errors
 				if len(errs) != len(tt.fields) {
 					t.Errorf("errors = %v, want %v", errs, tt.fields)
 				}
@@ -378,15 +356,13 @@ func TestCreateOrderBadInput(t *testing.T) {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Add("Idempotency-Key", "a")
 		req.Header.Add("Idempotency-Key", "b")
-		rec := httptest.NewRecorder()
-		e.router.ServeHTTP(rec, req)
-		assertProblem(t, rec, http.StatusBadRequest)
+		rec := servicetest.Serve(t, e.router, req)
+		servicetest.RequireProblem(t, rec, http.StatusBadRequest)
 		e.assertNothingStored()
 	})
 	t.Run("no content type is taken as json", func(t *testing.T) {
 		req := httptest.NewRequest(http.MethodPost, "/orders", bytes.NewReader([]byte(mugBody)))
-		rec := httptest.NewRecorder()
-		e.router.ServeHTTP(rec, req)
+		rec := servicetest.Serve(t, e.router, req)
 		if rec.Code != http.StatusCreated {
 			t.Errorf("status = %d %s", rec.Code, rec.Body)
 		}
@@ -405,11 +381,11 @@ func TestGetOrderNotFound(t *testing.T) {
 	} {
 		t.Run(id[:min(len(id), 40)], func(t *testing.T) {
 			rec := e.do(http.MethodGet, "/orders/"+url.PathEscape(id), "")
-			assertProblem(t, rec, http.StatusNotFound)
+			servicetest.RequireProblem(t, rec, http.StatusNotFound)
 		})
 	}
 	t.Run("wrong method", func(t *testing.T) {
 		rec := e.do(http.MethodDelete, "/orders/"+uuid.NewString(), "")
-		assertProblem(t, rec, http.StatusMethodNotAllowed)
+		servicetest.RequireProblem(t, rec, http.StatusMethodNotAllowed)
 	})
 }

@@ -8,17 +8,17 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 func newOrderID() string { return uuid.Must(uuid.NewV7()).String() }
 
 func orderCreated(t *testing.T, orderID, customerID string, total int64) events.Envelope {
 	t.Helper()
-	return mustEnvelope(t, "order", events.OrderCreated{
+	return servicetest.Event(t, "order", events.OrderCreated{
 		OrderID: orderID, CustomerID: customerID, Email: customerID + "@example.com", Currency: "USD",
 		Items:      []events.Item{{SKU: "MUG", Quantity: 1, UnitPriceCents: total}},
 		TotalCents: total,
@@ -27,25 +27,14 @@ func orderCreated(t *testing.T, orderID, customerID string, total int64) events.
 
 func inventoryUnavailable(t *testing.T, orderID string) events.Envelope {
 	t.Helper()
-	return mustEnvelope(t, "inventory", events.InventoryUnavailable{OrderID: orderID, MissingSKUs: []string{"MUG"}})
+	return servicetest.Event(t, "inventory", events.InventoryUnavailable{OrderID: orderID, MissingSKUs: []string{"MUG"}})
 }
 
 // wantOne asserts that the outbox holds exactly one event for key, of type
 // typ on payments.events, caused by cause, and returns it.
 func (ts *testService) wantOne(t *testing.T, key, typ string, cause events.Envelope) events.Envelope {
 	t.Helper()
-	got := ts.outboxEvents(t, key)
-	if len(got) != 1 {
-		t.Fatalf("%d outbox events for %s, want 1: %+v", len(got), key, got)
-	}
-	e := got[0]
-	if e.Topic != events.TopicPayments || e.Envelope.Type != typ {
-		t.Fatalf("outbox event %s on %s, want %s on %s", e.Envelope.Type, e.Topic, typ, events.TopicPayments)
-	}
-	if e.Envelope.CausationID != cause.ID || e.Envelope.CorrelationID != cause.CorrelationID || e.Envelope.Source != serviceName {
-		t.Fatalf("envelope %+v not caused by %s", e.Envelope, cause.ID)
-	}
-	return e.Envelope
+	return servicetest.RequireOneEvent(t, ts.pool, key, events.TopicPayments, typ, serviceName, cause)
 }
 
 func (ts *testService) wantPayment(t *testing.T, orderID string, status Status) Payment {
@@ -64,7 +53,7 @@ func TestChargeCovered(t *testing.T) {
 	ts := newTestService(t)
 	ts.fund(t, "alice", 10_000)
 	orderID := newOrderID()
-	e := mustEnvelope(t, "order", events.OrderCreated{
+	e := servicetest.Event(t, "order", events.OrderCreated{
 		OrderID: orderID, CustomerID: "alice", Email: "a@example.com", Currency: "USD",
 		Items:      []events.Item{{SKU: "MUG", Quantity: 2, UnitPriceCents: 1299}, {SKU: "TEA", Quantity: 1, UnitPriceCents: 402}},
 		TotalCents: 3000,
@@ -123,7 +112,7 @@ func TestChargeFails(t *testing.T) {
 			if got != want {
 				t.Fatalf("PaymentFailed %+v, want %+v", got, want)
 			}
-			if n := ts.count(t, `SELECT coalesce(sum(balance_cents), 0) FROM accounts`); int64(n) != tt.deposit {
+			if n := servicetest.Count(t, ts.pool, `SELECT coalesce(sum(balance_cents), 0) FROM accounts`); int64(n) != tt.deposit {
 				t.Fatalf("balances sum to %d, want %d untouched", n, tt.deposit)
 			}
 		})
@@ -139,7 +128,7 @@ func TestChargeZeroTotalUnknownCustomer(t *testing.T) {
 	}
 	ts.wantPayment(t, orderID, StatusCharged)
 	ts.wantOne(t, orderID, events.TypePaymentProcessed, e)
-	if n := ts.count(t, `SELECT count(*) FROM accounts`); n != 0 {
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM accounts`); n != 0 {
 		t.Fatalf("a zero charge opened %d accounts", n)
 	}
 }
@@ -213,10 +202,10 @@ func TestChargeRejectsPoisonEvents(t *testing.T) {
 			if !errors.Is(err, consumer.ErrPermanent) {
 				t.Fatalf("error %v, want a permanent one", err)
 			}
-			if n := ts.count(t, `SELECT count(*) FROM payments`); n != 0 {
+			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM payments`); n != 0 {
 				t.Fatalf("%d payments stored", n)
 			}
-			if n := ts.count(t, `SELECT count(*) FROM outbox`); n != 0 {
+			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox`); n != 0 {
 				t.Fatalf("%d events written", n)
 			}
 			if b := ts.balance(t, "frank"); b != 1000 {
@@ -245,7 +234,7 @@ func TestRefundPayment(t *testing.T) {
 	if b := ts.balance(t, "gina"); b != 1000 {
 		t.Fatalf("balance %d, want 1000 (refunded once)", b)
 	}
-	out := ts.outboxEvents(t, orderID)
+	out := servicetest.OutboxEvents(t, ts.pool, orderID)
 	if len(out) != 2 || out[0].Envelope.Type != events.TypePaymentProcessed || out[1].Envelope.Type != events.TypePaymentRefunded {
 		t.Fatalf("outbox %+v, want PaymentProcessed then one PaymentRefunded", out)
 	}
@@ -261,12 +250,12 @@ func TestRefundPayment(t *testing.T) {
 		t.Fatalf("PaymentRefunded %+v, want %+v", got, want)
 	}
 	// The ledger adds up: balance = deposits - charges still standing.
-	if n := ts.count(t, `SELECT (SELECT sum(amount_cents) FROM deposits)
+	if n := servicetest.Count(t, ts.pool, `SELECT (SELECT sum(amount_cents) FROM deposits)
 		- coalesce((SELECT sum(amount_cents) FROM payments WHERE status = 'CHARGED'), 0)
 		- (SELECT sum(balance_cents) FROM accounts)`); n != 0 {
 		t.Fatalf("ledger off by %d", n)
 	}
-	if v := testutilCounter(t, ts, "refunds_total"); v != 1 {
+	if v := servicetest.Metric(t, ts.registry, "refunds_total"); v != 1 {
 		t.Fatalf("refunds_total %v, want 1", v)
 	}
 }
@@ -289,7 +278,7 @@ func TestRefundNothingToUndo(t *testing.T) {
 	if _, err := ts.payment(context.Background(), unknownOrder); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("payment of unknown order: %v, want ErrNotFound", err)
 	}
-	if n := ts.count(t, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypePaymentRefunded); n != 0 {
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypePaymentRefunded); n != 0 {
 		t.Fatalf("%d PaymentRefunded written", n)
 	}
 }
@@ -318,17 +307,12 @@ func TestConcurrentChargesNeverOverdraw(t *testing.T) {
 	ts := newTestService(t)
 	ts.fund(t, "ivan", 1000)
 	const n, price = 20, 100
-	h := ts.handlers()[events.TypeOrderCreated]
+	h := servicetest.Handler(t, ts.handlers(), events.TypeOrderCreated)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
 		e := orderCreated(t, newOrderID(), "ivan", price)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx := context.Background()
-			errs <- pgx.BeginFunc(ctx, ts.pool, func(tx pgx.Tx) error { return h(ctx, tx, e) })
-		}()
+		wg.Go(func() { errs <- servicetest.Deliver(t, ts.pool, h, e) })
 	}
 	wg.Wait()
 	close(errs)
@@ -337,16 +321,16 @@ func TestConcurrentChargesNeverOverdraw(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if c := ts.count(t, `SELECT count(*) FROM payments WHERE status = 'CHARGED'`); c != 10 {
+	if c := servicetest.Count(t, ts.pool, `SELECT count(*) FROM payments WHERE status = 'CHARGED'`); c != 10 {
 		t.Fatalf("%d charged, want 10", c)
 	}
-	if c := ts.count(t, `SELECT count(*) FROM payments WHERE status = 'FAILED'`); c != 10 {
+	if c := servicetest.Count(t, ts.pool, `SELECT count(*) FROM payments WHERE status = 'FAILED'`); c != 10 {
 		t.Fatalf("%d failed, want 10", c)
 	}
 	if b := ts.balance(t, "ivan"); b != 0 {
 		t.Fatalf("balance %d, want 0", b)
 	}
-	if c := ts.count(t, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypePaymentProcessed); c != 10 {
+	if c := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypePaymentProcessed); c != 10 {
 		t.Fatalf("%d PaymentProcessed, want 10", c)
 	}
 }

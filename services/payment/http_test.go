@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,73 +9,43 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 	"github.com/sagashop/sagashop/pkg/web"
 )
 
-// do sends a request to the real router and returns the response.
-func (ts *testService) do(t *testing.T, method, path, contentType, body string) *http.Response {
+// do sends a request to the real router and returns the recorded response.
+func (ts *testService) do(t *testing.T, method, path, contentType, body string) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequest(method, path, strings.NewReader(body))
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	rec := httptest.NewRecorder()
-	ts.handler.ServeHTTP(rec, req)
-	return rec.Result()
-}
-
-func decodeBody[T any](t *testing.T, res *http.Response) T {
-	t.Helper()
-	var v T
-	if err := json.NewDecoder(res.Body).Decode(&v); err != nil {
-		t.Fatalf("decode response: %v", err)
-	}
-	return v
-}
-
-func wantProblem(t *testing.T, res *http.Response, status int) web.Problem {
-	t.Helper()
-	if res.StatusCode != status {
-		body, _ := io.ReadAll(res.Body)
-		t.Fatalf("status %d, want %d; body %s", res.StatusCode, status, body)
-	}
-	if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("content type %q, want application/problem+json", ct)
-	}
-	p := decodeBody[web.Problem](t, res)
-	if p.Status != status {
-		t.Fatalf("problem status %d, want %d", p.Status, status)
-	}
-	return p
+	return servicetest.Request(t, ts.handler, method, path, body, "Content-Type", contentType)
 }
 
 func TestDepositAndGetAccount(t *testing.T) {
 	ts := newTestService(t)
 
 	res := ts.do(t, http.MethodPost, "/accounts/alice/deposits", "application/json", `{"amount_cents": 10000}`)
-	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("first deposit: status %d, want 201", res.StatusCode)
+	if res.Code != http.StatusCreated {
+		t.Fatalf("first deposit: status %d, want 201", res.Code)
 	}
-	if got := decodeBody[accountResponse](t, res); got != (accountResponse{CustomerID: "alice", BalanceCents: 10000}) {
+	if got := servicetest.DecodeJSON[accountResponse](t, res); got != (accountResponse{CustomerID: "alice", BalanceCents: 10000}) {
 		t.Fatalf("first deposit: %+v", got)
 	}
 
 	res = ts.do(t, http.MethodPost, "/accounts/alice/deposits", "", `{"amount_cents": 2500}`)
-	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("second deposit (no content type): status %d, want 201", res.StatusCode)
+	if res.Code != http.StatusCreated {
+		t.Fatalf("second deposit (no content type): status %d, want 201", res.Code)
 	}
-	if got := decodeBody[accountResponse](t, res); got.BalanceCents != 12500 {
+	if got := servicetest.DecodeJSON[accountResponse](t, res); got.BalanceCents != 12500 {
 		t.Fatalf("second deposit: balance %d, want 12500", got.BalanceCents)
 	}
 
 	res = ts.do(t, http.MethodGet, "/accounts/alice", "", "")
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("get account: status %d", res.StatusCode)
+	if res.Code != http.StatusOK {
+		t.Fatalf("get account: status %d", res.Code)
 	}
-	if got := decodeBody[accountResponse](t, res); got != (accountResponse{CustomerID: "alice", BalanceCents: 12500}) {
+	if got := servicetest.DecodeJSON[accountResponse](t, res); got != (accountResponse{CustomerID: "alice", BalanceCents: 12500}) {
 		t.Fatalf("get account: %+v", got)
 	}
-	if n := ts.count(t, `SELECT count(*) FROM deposits WHERE customer_id = 'alice'`); n != 2 {
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM deposits WHERE customer_id = 'alice'`); n != 2 {
 		t.Fatalf("%d deposits recorded, want 2", n)
 	}
 }
@@ -114,14 +82,14 @@ func TestDepositRejectsBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := ts.do(t, http.MethodPost, tt.path, tt.contentType, tt.body)
-			p := wantProblem(t, res, tt.status)
+			p := servicetest.RequireProblem(t, res, tt.status)
 			if tt.field != "" && p.Errors[tt.field] == "" {
 				t.Fatalf("problem %+v does not name %s", p, tt.field)
 			}
-			if n := ts.count(t, `SELECT count(*) FROM accounts`); n != 0 {
+			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM accounts`); n != 0 {
 				t.Fatalf("%d accounts stored", n)
 			}
-			if n := ts.count(t, `SELECT count(*) FROM deposits`); n != 0 {
+			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM deposits`); n != 0 {
 				t.Fatalf("%d deposits stored", n)
 			}
 		})
@@ -135,7 +103,7 @@ func TestGetAccountNotFound(t *testing.T) {
 		"/accounts/" + strings.Repeat("x", 200),
 		"/accounts/x'%20OR%20'1'='1",
 	} {
-		wantProblem(t, ts.do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
+		servicetest.RequireProblem(t, ts.do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
 	}
 }
 
@@ -143,25 +111,25 @@ func TestGetPayment(t *testing.T) {
 	ts := newTestService(t)
 	ts.fund(t, "carol", 5000)
 	orderID := uuid.Must(uuid.NewV7()).String()
-	e := mustEnvelope(t, "order", events.OrderCreated{OrderID: orderID, CustomerID: "carol", Email: "c@example.com", Currency: "USD",
+	e := servicetest.Event(t, "order", events.OrderCreated{OrderID: orderID, CustomerID: "carol", Email: "c@example.com", Currency: "USD",
 		Items: []events.Item{{SKU: "MUG", Quantity: 2, UnitPriceCents: 1000}}, TotalCents: 2000})
 	if err := ts.deliver(t, events.TypeOrderCreated, e); err != nil {
 		t.Fatal(err)
 	}
 
 	res := ts.do(t, http.MethodGet, "/payments/"+orderID, "", "")
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("status %d, want 200", res.StatusCode)
+	if res.Code != http.StatusOK {
+		t.Fatalf("status %d, want 200", res.Code)
 	}
 	want := paymentResponse{OrderID: orderID, Status: StatusCharged, AmountCents: 2000}
-	if got := decodeBody[paymentResponse](t, res); got != want {
+	if got := servicetest.DecodeJSON[paymentResponse](t, res); got != want {
 		t.Fatalf("payment %+v, want %+v", got, want)
 	}
 
 	// Upper-case spelling of the same UUID finds the same payment.
 	res = ts.do(t, http.MethodGet, "/payments/"+strings.ToUpper(orderID), "", "")
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("upper-case id: status %d, want 200", res.StatusCode)
+	if res.Code != http.StatusOK {
+		t.Fatalf("upper-case id: status %d, want 200", res.Code)
 	}
 
 	for _, path := range []string{
@@ -170,7 +138,7 @@ func TestGetPayment(t *testing.T) {
 		"/payments/1;DROP%20TABLE%20payments",
 		"/payments/" + strings.Repeat("f", 500),
 	} {
-		wantProblem(t, ts.do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
+		servicetest.RequireProblem(t, ts.do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
 	}
 }
 
@@ -178,13 +146,13 @@ func TestMetricsExposed(t *testing.T) {
 	ts := newTestService(t)
 	ts.fund(t, "dave", 100)
 	for _, amount := range []int64{100, 100} { // one charged, one failed
-		e := mustEnvelope(t, "order", events.OrderCreated{OrderID: uuid.Must(uuid.NewV7()).String(), CustomerID: "dave", TotalCents: amount})
+		e := servicetest.Event(t, "order", events.OrderCreated{OrderID: uuid.Must(uuid.NewV7()).String(), CustomerID: "dave", TotalCents: amount})
 		if err := ts.deliver(t, events.TypeOrderCreated, e); err != nil {
 			t.Fatal(err)
 		}
 	}
 	res := ts.do(t, http.MethodGet, "/metrics", "", "")
-	body, _ := io.ReadAll(res.Body)
+	body := res.Body.Bytes()
 	for _, want := range []string{`payments_total{status="CHARGED"} 1`, `payments_total{status="FAILED"} 1`, `refunds_total 0`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)

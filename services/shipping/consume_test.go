@@ -11,6 +11,7 @@ import (
 
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 func reserved(orderID string) events.InventoryReserved {
@@ -23,7 +24,7 @@ func reserved(orderID string) events.InventoryReserved {
 func TestInventoryReservedShipsTheOrder(t *testing.T) {
 	ts := newTestService(t)
 	orderID := uuid.Must(uuid.NewV7()).String()
-	e := newEvent(t, reserved(orderID))
+	e := servicetest.Event(t, "test", reserved(orderID))
 
 	if err := ts.apply(t, e); err != nil {
 		t.Fatal(err)
@@ -41,21 +42,21 @@ func TestInventoryReservedShipsTheOrder(t *testing.T) {
 		t.Errorf("items = %+v, want %+v", sh.Items, wantItems)
 	}
 
-	out := ts.outbox(t)
+	out := servicetest.Outbox(t, ts.pool)
 	if len(out) != 1 {
 		t.Fatalf("outbox has %d events, want 1: %+v", len(out), out)
 	}
-	if out[0].Topic != events.TopicShipping || out[0].Type != events.TypeOrderShipped || out[0].CausationID != e.ID {
+	if out[0].Topic != events.TopicShipping || out[0].Envelope.Type != events.TypeOrderShipped || out[0].Envelope.CausationID != e.ID {
 		t.Errorf("outbox event = %+v, want OrderShipped on %s caused by %s", out[0], events.TopicShipping, e.ID)
 	}
 	var shipped events.OrderShipped
-	if err := json.Unmarshal([]byte(out[0].Data), &shipped); err != nil {
+	if err := json.Unmarshal(out[0].Envelope.Data, &shipped); err != nil {
 		t.Fatal(err)
 	}
 	if shipped.OrderID != orderID || shipped.TrackingNumber != sh.TrackingNumber {
 		t.Errorf("OrderShipped = %+v, want order %s with tracking number %s", shipped, orderID, sh.TrackingNumber)
 	}
-	if got := counterValue(t, ts, "shipments_total"); got != 1 {
+	if got := servicetest.Metric(t, ts.registry, "shipments_total"); got != 1 {
 		t.Errorf("shipments_total = %v, want 1", got)
 	}
 }
@@ -66,7 +67,7 @@ func TestInventoryReservedTwiceShipsOnce(t *testing.T) {
 
 	// The same business fact under two event ids (e.g. a producer retry
 	// before its outbox row was deleted): the inbox cannot tell, the state can.
-	first, second := newEvent(t, reserved(orderID)), newEvent(t, reserved(orderID))
+	first, second := servicetest.Event(t, "test", reserved(orderID)), servicetest.Event(t, "test", reserved(orderID))
 	if err := ts.apply(t, first); err != nil {
 		t.Fatal(err)
 	}
@@ -84,14 +85,10 @@ func TestInventoryReservedTwiceShipsOnce(t *testing.T) {
 	if after.TrackingNumber != before.TrackingNumber {
 		t.Errorf("tracking number changed from %s to %s", before.TrackingNumber, after.TrackingNumber)
 	}
-	if out := ts.outbox(t); len(out) != 1 {
+	if out := servicetest.Outbox(t, ts.pool); len(out) != 1 {
 		t.Errorf("outbox has %d events, want 1", len(out))
 	}
-	var n int
-	if err := ts.pool.QueryRow(context.Background(), `SELECT count(*) FROM shipments`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 1 {
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM shipments`); n != 1 {
 		t.Errorf("%d shipments, want 1", n)
 	}
 }
@@ -101,7 +98,7 @@ func TestInventoryReservedConcurrentlyShipsOnce(t *testing.T) {
 	orderID := uuid.Must(uuid.NewV7()).String()
 	errs := make(chan error, 4)
 	for range cap(errs) {
-		e := newEvent(t, reserved(orderID))
+		e := servicetest.Event(t, "test", reserved(orderID))
 		go func() { errs <- ts.apply(t, e) }()
 	}
 	for range cap(errs) {
@@ -109,13 +106,13 @@ func TestInventoryReservedConcurrentlyShipsOnce(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if out := ts.outbox(t); len(out) != 1 {
+	if out := servicetest.Outbox(t, ts.pool); len(out) != 1 {
 		t.Errorf("outbox has %d events, want 1", len(out))
 	}
 }
 
 func TestInventoryReservedMalformedIsPermanent(t *testing.T) {
-	valid := newEvent(t, reserved(uuid.Must(uuid.NewV7()).String()))
+	valid := servicetest.Event(t, "test", reserved(uuid.Must(uuid.NewV7()).String()))
 	tests := []struct {
 		name   string
 		mangle func(e *events.Envelope)
@@ -144,7 +141,7 @@ func TestInventoryReservedMalformedIsPermanent(t *testing.T) {
 			}
 		})
 	}
-	if out := ts.outbox(t); len(out) != 0 {
+	if out := servicetest.Outbox(t, ts.pool); len(out) != 0 {
 		t.Errorf("outbox has %d events, want none", len(out))
 	}
 }

@@ -9,21 +9,21 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 func get(t *testing.T, ts testService, path string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
 	req.URL = &url.URL{Path: path, RawPath: path}
-	rec := httptest.NewRecorder()
-	ts.handler.ServeHTTP(rec, req)
-	return rec
+	return servicetest.Serve(t, ts.handler, req)
 }
 
 func TestGetShipment(t *testing.T) {
 	ts := newTestService(t)
 	orderID := uuid.Must(uuid.NewV7()).String()
-	if err := ts.apply(t, newEvent(t, reserved(orderID))); err != nil {
+	if err := ts.apply(t, servicetest.Event(t, "test", reserved(orderID))); err != nil {
 		t.Fatal(err)
 	}
 
@@ -73,33 +73,11 @@ func TestGetShipmentNotFound(t *testing.T) {
 
 func TestShipmentsWrongMethod(t *testing.T) {
 	ts := newTestService(t)
-	req := httptest.NewRequest(http.MethodPost, "/shipments/"+uuid.NewString(), strings.NewReader(`{}`))
-	rec := httptest.NewRecorder()
-	ts.handler.ServeHTTP(rec, req)
+	rec := servicetest.Request(t, ts.handler, http.MethodPost, "/shipments/"+uuid.NewString(), `{}`)
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST: status = %d, want 405", rec.Code)
 	}
-	var n int
-	if err := ts.pool.QueryRow(t.Context(), `SELECT count(*) FROM shipments`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM shipments`); n != 0 {
 		t.Errorf("%d shipments stored, want none", n)
 	}
-}
-
-// counterValue reads a counter without labels from the service registry.
-func counterValue(t *testing.T, ts testService, name string) float64 {
-	t.Helper()
-	mfs, err := ts.registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }

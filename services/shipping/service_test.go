@@ -1,22 +1,14 @@
 package main
 
 import (
-	"context"
-	"io"
-	"io/fs"
-	"log/slog"
 	"net/http"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/sagashop/sagashop/pkg/database"
 	"github.com/sagashop/sagashop/pkg/events"
-	"github.com/sagashop/sagashop/pkg/testenv"
-	"github.com/sagashop/sagashop/pkg/web"
+	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 // testService is the service on a fresh, migrated schema of the local
@@ -30,64 +22,13 @@ type testService struct {
 
 func newTestService(t *testing.T) testService {
 	t.Helper()
-	ctx := context.Background()
-	pool, _ := testenv.Postgres(t)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	migrations, err := fs.Sub(migrationsFS, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := database.Migrate(ctx, pool, migrations, logger); err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	s := newService(pool, logger, reg)
-	cfg := web.RouterConfig{Service: serviceName, Logger: logger, TracerProvider: noop.NewTracerProvider(), Registry: reg}
-	router := web.NewRouter(cfg)
-	s.routes(router)
-	return testService{service: s, pool: pool, registry: reg, handler: web.Handler(router, cfg)}
+	env := servicetest.New(t, serviceName, migrationsFS)
+	s := newService(env.Pool, env.Logger, env.Registry)
+	return testService{service: s, pool: env.Pool, registry: env.Registry, handler: env.Router(s.routes)}
 }
 
-// apply runs handler h for e inside one transaction, as the consumer does.
+// apply runs the handler for e inside one transaction, as the consumer does.
 func (ts testService) apply(t *testing.T, e events.Envelope) error {
 	t.Helper()
-	h, ok := ts.handlers()[e.Type]
-	if !ok {
-		t.Fatalf("no handler for %s", e.Type)
-	}
-	ctx := context.Background()
-	return pgx.BeginFunc(ctx, ts.pool, func(tx pgx.Tx) error { return h(ctx, tx, e) })
-}
-
-// outboxRow is one event written to the outbox.
-type outboxRow struct {
-	Topic       string `db:"topic"`
-	Type        string `db:"type"`
-	CausationID string `db:"causation_id"`
-	Data        string `db:"data"`
-}
-
-func (ts testService) outbox(t *testing.T) []outboxRow {
-	t.Helper()
-	rows, err := ts.pool.Query(context.Background(), `
-		SELECT topic, envelope->>'type' AS type, coalesce(envelope->>'causation_id', '') AS causation_id,
-		       (envelope->'data')::text AS data
-		FROM outbox ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByName[outboxRow])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func newEvent(t *testing.T, p events.Payload) events.Envelope {
-	t.Helper()
-	e, err := events.New("test", p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return servicetest.Deliver(t, ts.pool, servicetest.Handler(t, ts.handlers(), e.Type), e)
 }
