@@ -1,0 +1,3 @@
+module sagashop/tools/containers/sagashopctl
+
+go 1.26

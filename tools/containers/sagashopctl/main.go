@@ -1,0 +1,189 @@
+// Command sagashopctl is the small helper the service images carry, since
+// their runtime image has no shell, curl or wget:
+//
+//	sagashopctl health   exit 0 when the service in this container answers
+//	                     GET /readyz with 200 (the compose healthcheck)
+//	sagashopctl seed     the demo data of make run: products mug, tshirt and
+//	                     poster; customers alice (100.00) and bob (5.00),
+//	                     deposited only when the account does not exist yet
+//
+// It uses only the standard library and reads the same variables as the
+// services (HTTP_ADDR), so it needs no configuration of its own in compose.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "sagashopctl:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = "usage: sagashopctl health [-url URL] | seed [-inventory URL] [-payment URL] [-timeout D]"
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "health":
+		fs := flag.NewFlagSet("health", flag.ContinueOnError)
+		url := fs.String("url", "", "readiness URL (default: /readyz on the port of HTTP_ADDR, on 127.0.0.1)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *url == "" {
+			u, err := readyURL(getenv("HTTP_ADDR"))
+			if err != nil {
+				return err
+			}
+			*url = u
+		}
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return health(ctx, *url)
+	case "seed":
+		fs := flag.NewFlagSet("seed", flag.ContinueOnError)
+		inventory := fs.String("inventory", "http://inventory:8083", "inventory service base URL")
+		payment := fs.String("payment", "http://payment:8082", "payment service base URL")
+		timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		return seed(ctx, *inventory, *payment, stdout)
+	default:
+		return errors.New(usage)
+	}
+}
+
+// readyURL is the readiness endpoint of the service listening on addr
+// (HTTP_ADDR: ":8081", "0.0.0.0:8081", "[::]:8081").
+func readyURL(addr string) (string, error) {
+	if addr == "" {
+		return "", errors.New("HTTP_ADDR is not set; pass -url")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return "", fmt.Errorf("HTTP_ADDR %q: want host:port or :port", addr)
+	}
+	return "http://127.0.0.1:" + port + "/readyz", nil
+}
+
+func health(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// The demo data, the same as tools/run.sh seeds.
+var (
+	products = []struct {
+		sku, name        string
+		price, available int
+	}{
+		{"mug", "Mug", 1299, 50},
+		{"tshirt", "T-shirt", 2500, 20},
+		{"poster", "Poster", 900, 3},
+	}
+	customers = []struct {
+		id      string
+		deposit int
+	}{
+		{"alice", 10000},
+		{"bob", 500},
+	}
+)
+
+// seed puts the products (PUT is idempotent) and opens the customers'
+// accounts with a first deposit only when the account does not exist, so a
+// second run does not top them up. Each request is retried until ctx ends,
+// in case a service is not ready yet.
+func seed(ctx context.Context, inventory, payment string, stdout io.Writer) error {
+	for _, p := range products {
+		body := fmt.Sprintf(`{"name": %q, "price_cents": %d, "available": %d}`, p.name, p.price, p.available)
+		if _, err := call(ctx, http.MethodPut, inventory+"/products/"+p.sku, body, http.StatusOK, http.StatusCreated); err != nil {
+			return err
+		}
+	}
+	for _, c := range customers {
+		status, err := call(ctx, http.MethodGet, payment+"/accounts/"+c.id, "", http.StatusOK, http.StatusNotFound)
+		if err != nil {
+			return err
+		}
+		if status == http.StatusOK {
+			continue
+		}
+		body := fmt.Sprintf(`{"amount_cents": %d}`, c.deposit)
+		if _, err := call(ctx, http.MethodPost, payment+"/accounts/"+c.id+"/deposits", body, http.StatusOK, http.StatusCreated); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(stdout, "seeded: products mug, tshirt, poster; customers alice (100.00) and bob (5.00)")
+	return nil
+}
+
+// call sends one request, retrying connection errors and 5xx answers every
+// 500 ms until ctx ends, and returns the status when it is one of want.
+func call(ctx context.Context, method, url, body string, want ...int) (int, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	for {
+		req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := client.Do(req)
+		var msg string
+		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			resp.Body.Close()
+			for _, w := range want {
+				if resp.StatusCode == w {
+					return w, nil
+				}
+			}
+			msg = fmt.Sprintf("%s %s", resp.Status, strings.TrimSpace(string(b)))
+			if resp.StatusCode < 500 {
+				return 0, fmt.Errorf("%s %s: %s", method, url, msg)
+			}
+		} else {
+			msg = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%s %s: gave up: %s", method, url, msg)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
