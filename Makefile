@@ -5,7 +5,8 @@ GO      ?= go
 GOTEST  ?= $(GO) test -race -count=1 -timeout 25m
 PKGS    ?= ./...
 
-.PHONY: run test lint unit e2e build infra-up infra-down infra-status infra-reset clean
+.PHONY: run test lint unit e2e build infra-up infra-down infra-status infra-reset clean \
+	containers containers-compose containers-e2e containers-clean
 
 ## run: start the local infrastructure and all five services in the foreground (Ctrl-C stops everything)
 run:
@@ -41,6 +42,21 @@ infra-status:
 	tools/infra.sh status
 infra-reset:
 	tools/infra.sh reset
+
+## containers: without Docker or a registry (podman, images built here from Debian packages, Maven Central and
+## the Go proxy): (a) docker compose up --build and the README's curl session, (b) the e2e suite on testcontainers.
+## Several minutes the first time. CONTAINERS_E2E= (empty) skips (b); any other value is the test command (b) runs.
+CONTAINERS_E2E ?= $(GOTEST) -v ./e2e/
+containers:
+	CONTAINERS_E2E_CMD='$(CONTAINERS_E2E)' tools/containers/containers.sh all
+## containers-compose / containers-e2e: only (a) / only (b) of make containers
+containers-compose:
+	tools/containers/containers.sh compose
+containers-e2e:
+	CONTAINERS_E2E_CMD='$(CONTAINERS_E2E)' tools/containers/containers.sh e2e
+## containers-clean: stop podman's API service, remove the images make containers built and .local/containers
+containers-clean:
+	tools/containers/containers.sh clean
 
 clean: infra-down
 	rm -rf bin .local
