@@ -209,6 +209,28 @@ func TestCompose(t *testing.T) {
 		})
 	}
 
+	// make containers runs the file with tools/containers/compose.podman.yml
+	// on top: fixed addresses and /etc/hosts entries instead of podman's DNS.
+	// Every container must find every long-running service there.
+	t.Run("podman override", func(t *testing.T) {
+		p := loadCompose(t, root, nil, filepath.Join(root, "tools/containers/compose.podman.yml"))
+		addrs := map[string]string{}
+		for name, s := range p.Services {
+			if n := s.Networks["default"]; n != nil && n.Ipv4Address != "" {
+				addrs[name] = n.Ipv4Address
+			} else if name != "kafka-init" && name != "seed" {
+				t.Errorf("%s has no fixed address in compose.podman.yml", name)
+			}
+		}
+		for name, s := range p.Services {
+			for svc, addr := range addrs {
+				if got := s.ExtraHosts[svc]; len(got) != 1 || got[0] != addr {
+					t.Errorf("%s: extra_hosts %s = %v, want %s", name, svc, got, addr)
+				}
+			}
+		}
+	})
+
 	t.Run("variables", func(t *testing.T) {
 		defaults := map[string]string{
 			"postgres": "postgres:15",
@@ -249,14 +271,18 @@ func TestCompose(t *testing.T) {
 	})
 }
 
-// loadCompose loads docker-compose.yml as compose would, with exactly env
-// as the environment (so the host's variables do not leak into the test).
-func loadCompose(t *testing.T, root string, env map[string]string) *types.Project {
+// loadCompose loads docker-compose.yml (and overrides on top) as compose
+// would, with exactly env as the environment (so the host's variables do not
+// leak into the test).
+func loadCompose(t *testing.T, root string, env map[string]string, overrides ...string) *types.Project {
 	t.Helper()
 	details := types.ConfigDetails{
 		WorkingDir:  root,
 		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yml")}},
 		Environment: types.Mapping(env),
+	}
+	for _, f := range overrides {
+		details.ConfigFiles = append(details.ConfigFiles, types.ConfigFile{Filename: f})
 	}
 	if details.Environment == nil {
 		details.Environment = types.Mapping{}
