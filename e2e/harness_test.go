@@ -128,9 +128,7 @@ func (s *stack) createDatabase(root string) {
 	}
 }
 
-func (s *stack) adminURL() string {
-	return strings.Replace(testenv.DatabaseURL(), "/sagashop", "/"+s.dbName, 1)
-}
+func (s *stack) adminURL() string { return s.infra.AdminURL(s.dbName) }
 
 // DB returns a superuser connection to the run's database, for checks the
 // HTTP API does not offer (none of the scenarios drive the system with it).

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
@@ -133,7 +136,12 @@ func newContainerInfra(t *testing.T) *containerInfra {
 		},
 		"kafka": {
 			Image:        images["kafka"],
-			ExposedPorts: []string{fmt.Sprintf("%d:9092/tcp", kafkaPort)},
+			ExposedPorts: []string{"9092/tcp"},
+			HostConfigModifier: func(hc *container.HostConfig) {
+				hc.PortBindings = network.PortMap{network.MustParsePort("9092/tcp"): {
+					{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(kafkaPort)},
+				}}
+			},
 			Env: map[string]string{
 				"KAFKA_NODE_ID":                                          "1",
 				"KAFKA_PROCESS_ROLES":                                    "broker,controller",
