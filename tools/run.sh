@@ -79,6 +79,19 @@ for pair in alice:10000 bob:500; do
 	fi
 done
 
+# The order service prices orders from its own copy of the catalog, which
+# it learns from inventory's events: wait until it has seen the three
+# seeded products, so the README's first order does not race the seeding.
+deadline=$((SECONDS + 30))
+until [ "$(curl -fs http://127.0.0.1:8081/metrics |
+	awk '/^consumer_messages_processed_total\{.*type="ProductUpdated"/ {n += $NF} END {print n + 0}')" -ge 3 ]; do
+	if [ $SECONDS -ge $deadline ]; then
+		say "the order service has not seen the demo catalog after 30s; see $LOGS/order.log"
+		break
+	fi
+	sleep 0.2
+done
+
 cat <<EOF
 [run] Sagashop is running (Ctrl-C stops it):
       order      http://127.0.0.1:8081   (POST /orders, GET /orders/{id})
