@@ -210,8 +210,14 @@ func readerConfig(cfg Config, log *slog.Logger) kafka.ReaderConfig {
 		// A new group starts at the beginning: events produced before a
 		// service first started are still its input.
 		StartOffset: kafka.FirstOffset,
-		// The default 10 s makes an idle partition answer late.
-		MaxWait: 100 * time.Millisecond,
+		// How long the broker holds a fetch on an idle partition; a message
+		// arriving meanwhile is answered at once, so this costs no latency.
+		// kafka-go gives the broker MaxWait less a quarter of it (at most
+		// 1 s) and times the read out at MaxWait: at 100 ms that slack was
+		// 25 ms, which a busy machine often missed, and every miss cost the
+		// partition an "i/o timeout" and a 100 ms-1 s backoff (the saga's
+		// latency tail). At 2 s the slack is 1 s.
+		MaxWait: 2 * time.Second,
 		// Defaults of 3 s and 30 s make every rebalance, and noticing a dead
 		// member, slow.
 		HeartbeatInterval: time.Second,
