@@ -42,7 +42,9 @@ export DOCKER_CONFIG=$STATE/docker
 export DOCKER_HOST=unix://$SOCK
 COMPOSE_PLUGIN=$DOCKER_CONFIG/cli-plugins/docker-compose
 
-KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$HERE/images/kafka/pom.xml")
+# One Kafka for the local stack and the image: the versions of tools/kafka/pom.xml.
+KAFKA_VERSION=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$ROOT/tools/kafka/pom.xml")
+LOG4J_VERSION=$(sed -n 's|.*<log4j.version>\(.*\)</log4j.version>.*|\1|p' "$ROOT/tools/kafka/pom.xml")
 GO_VERSION=$(go env GOVERSION | sed -E 's/^go([0-9]+\.[0-9]+).*/\1/')
 BASE_IMAGE=localhost/sagashop-debian:bookworm
 POSTGRES_LOCAL=localhost/sagashop-postgres:15
@@ -229,7 +231,7 @@ build_image() {
 
 kafka_libs() {
 	local pom=$HERE/images/kafka/pom.xml libs=$STATE/kafka/libs want
-	want=$(hash_of <"$pom")
+	want=$({ cat "$pom"; echo "$KAFKA_VERSION $LOG4J_VERSION"; } | hash_of)
 	if [ "$(cat "$libs/.pom.hash" 2>/dev/null)" = "$want" ]; then
 		return 0
 	fi
@@ -237,7 +239,8 @@ kafka_libs() {
 	log "fetching the Kafka jars from Maven Central (tools/containers/images/kafka/pom.xml)"
 	rm -rf "$libs"
 	mkdir -p "$libs"
-	mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs" \
+	mvn -q -B -f "$pom" -Dkafka.version="$KAFKA_VERSION" -Dlog4j.version="$LOG4J_VERSION" \
+		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs" \
 		>"$STATE/kafka/mvn.log" 2>&1 || { tail -n 20 "$STATE/kafka/mvn.log" >&2; fail "mvn dependency:copy-dependencies"; }
 	echo "$want" >"$libs/.pom.hash"
 }
