@@ -51,11 +51,16 @@ const (
 	versionInbox  = 2
 )
 
-// Migrate applies the shared tables and then every migration in fsys (files
-// named like 00010_init.sql, in goose's format) to the schema the pool's
-// search_path selects. Concurrent callers (two replicas starting at once)
-// are serialized by an advisory lock.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS, logger *slog.Logger) error {
+// Migrate applies the shared tables and then every migration in the
+// migrations/ folder of embedded (a service's //go:embed migrations/*.sql;
+// files named like 00010_init.sql, in goose's format) to the schema the
+// pool's search_path selects. Concurrent callers (two replicas starting at
+// once) are serialized by an advisory lock.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, embedded fs.FS, logger *slog.Logger) error {
+	fsys, err := fs.Sub(embedded, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrations folder: %w", err)
+	}
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	// The lock is per schema: goose's default is one id for the whole

@@ -135,8 +135,9 @@ type Platform struct {
 }
 
 // Start sets up everything the service's use cases need and applies its
-// migrations. Call Close when done.
-func Start(ctx context.Context, cfg Config, stdout io.Writer, migrations fs.FS) (*Platform, error) {
+// migrations, the migrations/ folder of embedded (see database.Migrate).
+// Call Close when done.
+func Start(ctx context.Context, cfg Config, stdout io.Writer, embedded fs.FS) (*Platform, error) {
 	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
 	logger.Info("starting", "config", cfg)
 	// The OpenTelemetry SDK reports export failures only through this global
@@ -152,7 +153,7 @@ func Start(ctx context.Context, cfg Config, stdout io.Writer, migrations fs.FS) 
 		p.Close()
 		return nil, err
 	}
-	if err := database.Migrate(ctx, p.Pool, migrations, logger); err != nil {
+	if err := database.Migrate(ctx, p.Pool, embedded, logger); err != nil {
 		p.Close()
 		return nil, err
 	}

@@ -52,11 +52,7 @@ func New(t testing.TB, service string, embedded fs.FS) *Env {
 	t.Helper()
 	pool, _ := testenv.Postgres(t)
 	logger := telemetry.NewLogger(io.Discard, service, slog.LevelDebug)
-	migrations, err := fs.Sub(embedded, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := database.Migrate(t.Context(), pool, migrations, logger); err != nil {
+	if err := database.Migrate(t.Context(), pool, embedded, logger); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	return &Env{Pool: pool, Registry: prometheus.NewRegistry(), Logger: logger, service: service}

@@ -25,7 +25,6 @@ import (
 	"embed"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -51,11 +50,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
-	migrations, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
-	}
-	p, err := platform.Start(ctx, cfg.Platform, stdout, migrations)
+	p, err := platform.Start(ctx, cfg.Platform, stdout, migrationFiles)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,6 @@ import (
 	"embed"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -44,11 +43,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
-	migrations, err := fs.Sub(migrationsFS, "migrations")
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
-	}
-	p, err := platform.Start(ctx, cfg.Platform, stdout, migrations)
+	p, err := platform.Start(ctx, cfg.Platform, stdout, migrationsFS)
 	if err != nil {
 		return err
 	}
