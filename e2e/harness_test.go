@@ -130,16 +130,6 @@ func (s *stack) createDatabase(root string) {
 
 func (s *stack) adminURL() string { return s.infra.AdminURL(s.dbName) }
 
-// DB returns a superuser connection to the run's database, for checks the
-// HTTP API does not offer (none of the scenarios drive the system with it).
-func (s *stack) DB() *pgx.Conn {
-	c, err := pgx.Connect(context.Background(), s.adminURL())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
 
 func (s *stack) start(name string, port int) {
 	t := s.t
