@@ -130,7 +130,6 @@ func (s *stack) createDatabase(root string) {
 
 func (s *stack) adminURL() string { return s.infra.AdminURL(s.dbName) }
 
-
 func (s *stack) start(name string, port int) {
 	t := s.t
 	p := &proc{name: name, addr: "127.0.0.1:" + strconv.Itoa(port), log: filepath.Join(s.logsDir, name+".log")}
