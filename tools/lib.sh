@@ -14,10 +14,11 @@
 #                                   (HOST defaults to 127.0.0.1)
 #   wait_for SECONDS CHECK [ARG...] run CHECK every 0.2 s until it succeeds (true) or SECONDS
 #                                   pass (false); CHECK may call fail itself to give up early
-#   pid_of PIDFILE EXPECT           print the pid in PIDFILE if that process is alive and its command
-#                                   line contains EXPECT (a program or data path only ours has), so
-#                                   a pid reused after a reboot is never taken for ours; else print
-#                                   nothing and return false
+#   pid_of PIDFILE EXPECT           print the pid on the first line of PIDFILE (so PostgreSQL's
+#                                   postmaster.pid works too) if that process is alive and its
+#                                   command line contains EXPECT (a program or data path only ours
+#                                   has), so a pid reused after a reboot is never taken for ours;
+#                                   else print nothing and return false
 #   pid_alive PIDFILE EXPECT        pid_of without the output
 #   start_bg PIDFILE LOGFILE CMD... start CMD detached (own session, stdin closed, stdout and stderr
 #                                   to LOGFILE) and write its pid to PIDFILE
@@ -60,7 +61,7 @@ wait_for() {
 pid_of() {
 	local pidfile=$1 expect=$2 pid cmdline
 	[ -f "$pidfile" ] || return 1
-	pid=$(cat "$pidfile" 2>/dev/null) || return 1
+	read -r pid 2>/dev/null <"$pidfile" || return 1
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
 	cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
 	[[ $cmdline == *"$expect"* ]] || return 1
@@ -80,7 +81,8 @@ stop_pid() {
 	local name=$1 pidfile=$2 expect=$3 secs=${4:-30} pid
 	[ -f "$pidfile" ] || return 0
 	if ! pid=$(pid_of "$pidfile" "$expect"); then
-		pid=$(cat "$pidfile" 2>/dev/null) || true
+		pid=
+		read -r pid 2>/dev/null <"$pidfile" || true
 		if [[ $pid =~ ^[0-9]+$ ]] && [ -e "/proc/$pid" ]; then
 			log "$name: pid $pid of $pidfile is another program now (not $expect); removing the stale pidfile"
 		else
