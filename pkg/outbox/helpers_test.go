@@ -24,7 +24,7 @@ import (
 // setup returns a pool on a fresh schema holding the outbox table and seqs,
 // the side table where load records each committed event's per-key sequence
 // number.
-func setup(t *testing.T) *pgxpool.Pool {
+func setup(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	pool, _ := testenv.Postgres(t)
 	ctx := context.Background()
