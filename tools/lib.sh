@@ -84,7 +84,7 @@ stop_pid() {
 		pid=
 		read -r pid 2>/dev/null <"$pidfile" || true
 		if [[ $pid =~ ^[0-9]+$ ]] && [ -e "/proc/$pid" ]; then
-			log "$name: pid $pid of $pidfile is another program now (not $expect); removing the stale pidfile"
+			log "$name: pid $pid of $pidfile is another program now (its command line lacks $expect); removing the stale pidfile"
 		else
 			log "$name: pid ${pid:-?} of $pidfile is gone; removing the stale pidfile"
 		fi
