@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,11 +29,13 @@ type PrivateKafka struct {
 }
 
 // StartPrivateKafka formats and starts a private broker; it is stopped when
-// the test ends.
+// the test ends. Its settings are those of every Sagashop broker
+// (tools/kafka/broker.properties), placed on loopback the way tools/infra.sh
+// places the local stack's (tools/kafka/local.properties).
 func StartPrivateKafka(t testing.TB) *PrivateKafka {
 	t.Helper()
 	root := RepoRoot(t)
-	libs := filepath.Join(root, ".local", "kafka", "libs")
+	libs := kafkaLibs(root)
 	if _, err := os.Stat(libs); err != nil {
 		t.Fatalf("no Kafka jars in %s: %s", libs, howToStart)
 	}
@@ -42,25 +43,10 @@ func StartPrivateKafka(t testing.TB) *PrivateKafka {
 	controller := FreePort(t)
 	k.props = filepath.Join(k.dir, "server.properties")
 	k.logPath = filepath.Join(k.dir, "kafka.log")
-	props := fmt.Sprintf(`process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:%[2]d
-listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
-advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
-controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=%[3]s
-num.partitions=3
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=3
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-auto.create.topics.enable=false
-group.initial.rebalance.delay.ms=0
-`, k.port, controller, filepath.Join(k.dir, "data"))
+	props, err := LocalKafkaProperties(root, k.port, controller, filepath.Join(k.dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(k.props, []byte(props), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -73,11 +59,21 @@ group.initial.rebalance.delay.ms=0
 	return k
 }
 
+// kafkaLibs is where tools/infra.sh keeps the broker jars (under
+// SAGASHOP_LOCAL when set, as infra.sh does).
+func kafkaLibs(root string) string {
+	local := os.Getenv("SAGASHOP_LOCAL")
+	if local == "" {
+		local = filepath.Join(root, ".local")
+	}
+	return filepath.Join(local, "kafka", "libs")
+}
+
 func (k *PrivateKafka) java(args ...string) *exec.Cmd {
 	full := append([]string{
 		"-Xmx256m", "-Xms256m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
 		"-Dlog4j2.configurationFile=" + filepath.Join(k.root, "tools", "kafka", "log4j2.properties"),
-		"-cp", filepath.Join(k.root, ".local", "kafka", "libs", "*"),
+		"-cp", filepath.Join(kafkaLibs(k.root), "*"),
 	}, args...)
 	return exec.Command("java", full...)
 }
