@@ -99,6 +99,31 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
+	t.Run("kafka", func(t *testing.T) {
+		// The broker's settings are those of every Sagashop broker
+		// (tools/kafka/broker.properties, which tools/infra.sh, pkg/testenv
+		// and the e2e containers use); compose only places it: listeners,
+		// quorum, data folder, heap.
+		env := project.Services["kafka"].Environment
+		shared := map[string]bool{}
+		for k, v := range testenv.KafkaSettings(t) {
+			name := testenv.KafkaEnvName(k)
+			shared[name] = true
+			if got := value(env, name); got != v {
+				t.Errorf("%s = %q, want %q (%s in tools/kafka/broker.properties)", name, got, v, k)
+			}
+		}
+		placement := map[string]bool{
+			"KAFKA_LISTENERS": true, "KAFKA_ADVERTISED_LISTENERS": true, "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": true,
+			"KAFKA_CONTROLLER_QUORUM_VOTERS": true, "KAFKA_LOG_DIRS": true, "KAFKA_HEAP_OPTS": true,
+		}
+		for k := range env {
+			if strings.HasPrefix(k, "KAFKA_") && !shared[k] && !placement[k] {
+				t.Errorf("%s is a broker setting of compose alone: put it in tools/kafka/broker.properties (compose keeps only %v)", k, keys(placement))
+			}
+		}
+	})
+
 	t.Run("seed", func(t *testing.T) {
 		seed := project.Services["seed"]
 		for _, dep := range []string{"inventory", "payment"} {

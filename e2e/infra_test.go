@@ -142,23 +142,15 @@ func newContainerInfra(t *testing.T) *containerInfra {
 					{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(kafkaPort)},
 				}}
 			},
-			Env: map[string]string{
-				"KAFKA_NODE_ID":                                          "1",
-				"KAFKA_PROCESS_ROLES":                                    "broker,controller",
-				"KAFKA_LISTENERS":                                        "PLAINTEXT://:9092,CONTROLLER://:9093",
-				"KAFKA_ADVERTISED_LISTENERS":                             "PLAINTEXT://127.0.0.1:" + strconv.Itoa(kafkaPort),
-				"KAFKA_CONTROLLER_LISTENER_NAMES":                        "CONTROLLER",
-				"KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":                   "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-				"KAFKA_CONTROLLER_QUORUM_VOTERS":                         "1@localhost:9093",
-				"KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR":                 "1",
-				"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR":         "1",
-				"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR":                    "1",
-				"KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
-				"KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR":            "1",
-				"KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS":                 "0",
-				"KAFKA_AUTO_CREATE_TOPICS_ENABLE":                        "false",
-				"KAFKA_NUM_PARTITIONS":                                   "3",
-			},
+			// The settings of every Sagashop broker (tools/kafka/broker.properties),
+			// placed in this container: clients on the host reach it through the
+			// published port it advertises.
+			Env: testenv.KafkaEnv(t, map[string]string{
+				"KAFKA_LISTENERS":                      "PLAINTEXT://:9092,CONTROLLER://:9093",
+				"KAFKA_ADVERTISED_LISTENERS":           "PLAINTEXT://127.0.0.1:" + strconv.Itoa(kafkaPort),
+				"KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+				"KAFKA_CONTROLLER_QUORUM_VOTERS":       "1@localhost:9093",
+			}),
 			WaitingFor: wait.ForListeningPort("9092/tcp").WithStartupTimeout(120 * time.Second),
 		},
 		"jaeger": {
