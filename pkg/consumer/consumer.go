@@ -17,6 +17,11 @@
 //     whose handler fails permanently or too often, goes to
 //     events.DeadLetterTopic(group) with headers saying why, and the group
 //     moves on.
+//   - Only events that travelled their route are applied: the topics a
+//     consumer reads are those its handlers' event types travel on
+//     (events.Routes), and an event on another topic, or from a service that
+//     does not produce its type, is dead-lettered with reason
+//     unexpected_source, never applied.
 package consumer
 
 import (
@@ -25,16 +30,13 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime/debug"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -43,17 +45,6 @@ import (
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/telemetry"
 )
-
-// Schema is the inbox table. Apply it in every database a consumer writes
-// to; one database serves one consumer group, because the event id alone is
-// the key.
-const Schema = `CREATE TABLE IF NOT EXISTS processed_events (
-	event_id     uuid PRIMARY KEY,
-	event_type   text NOT NULL,
-	processed_at timestamptz NOT NULL DEFAULT now()
-)`
-
-const insertProcessed = `INSERT INTO processed_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING`
 
 // Handler applies one event inside tx. Its effects commit together with the
 // inbox record, so it runs at most once per event id to completion. Return an
@@ -67,14 +58,18 @@ type Publisher interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
-// Config is what a Consumer needs. Brokers, Group, Topics, Handlers and Pool
-// are required.
+// Config is what a Consumer needs. Brokers, Group, Handlers and Pool are
+// required.
 type Config struct {
-	Brokers  []string
-	Group    string
-	Topics   []string
-	Handlers map[string]Handler // by event type; other types are skipped
+	Brokers []string
+	Group   string
+	// Handlers by event type. The consumer reads the topics these types
+	// travel on (Routes) and skips other types it finds there.
+	Handlers map[string]Handler
 	Pool     *pgxpool.Pool
+	// Routes says which topic and source each event type has; nil means
+	// events.Saga(). Every handled type needs a route.
+	Routes events.Routes
 
 	// DeadLetter writes to events.DeadLetterTopic(Group); nil means
 	// broker.NewWriter(Brokers), closed when Run returns.
@@ -115,6 +110,8 @@ const (
 // guarantees.
 type Consumer struct {
 	cfg         Config
+	topics      []string // derived from the handlers' routes
+	routes      events.Routes
 	log         *slog.Logger
 	tracer      trace.Tracer
 	propagator  propagation.TextMapPropagator
@@ -133,16 +130,20 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.Group == "" {
 		problems = append(problems, errors.New("no group"))
 	}
-	if len(cfg.Topics) == 0 {
-		problems = append(problems, errors.New("no topics"))
-	}
 	if len(cfg.Handlers) == 0 {
 		problems = append(problems, errors.New("no handlers"))
 	}
-	for typ, h := range cfg.Handlers {
-		if h == nil {
+	for _, typ := range slices.Sorted(maps.Keys(cfg.Handlers)) {
+		if cfg.Handlers[typ] == nil {
 			problems = append(problems, fmt.Errorf("nil handler for %s", typ))
 		}
+	}
+	if cfg.Routes == nil {
+		cfg.Routes = events.Saga()
+	}
+	topics, err := cfg.Routes.Topics(slices.Sorted(maps.Keys(cfg.Handlers))...)
+	if err != nil && len(cfg.Handlers) > 0 {
+		problems = append(problems, err)
 	}
 	if cfg.Pool == nil {
 		problems = append(problems, errors.New("no database pool"))
@@ -167,7 +168,7 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	if len(problems) == 0 {
 		// kafka.NewReader panics on a bad config; find out here instead.
-		rc := readerConfig(cfg, nil)
+		rc := readerConfig(cfg, topics, nil)
 		if err := rc.Validate(); err != nil {
 			problems = append(problems, err)
 		}
@@ -191,7 +192,9 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	return &Consumer{
 		cfg:         cfg,
-		log:         log.With("group", cfg.Group),
+		topics:      topics,
+		routes:      maps.Clone(cfg.Routes),
+		log:         log.With(telemetry.LogGroup, cfg.Group),
 		tracer:      tp.Tracer(tracerName),
 		propagator:  propagation.TraceContext{},
 		metrics:     m,
@@ -201,12 +204,14 @@ func New(cfg Config) (*Consumer, error) {
 }
 
 // readerConfig sets every kafka-go Reader setting whose default is wrong for
-// us (see INFRA.md, kafka-go traps).
-func readerConfig(cfg Config, log *slog.Logger) kafka.ReaderConfig {
+// us: MaxWait (10 s), HeartbeatInterval and SessionTimeout (3 s and 30 s,
+// slow rebalances), CommitInterval (0, a synchronous commit per message) and
+// ReadLagInterval (meaningless with a group).
+func readerConfig(cfg Config, topics []string, log *slog.Logger) kafka.ReaderConfig {
 	rc := kafka.ReaderConfig{
 		Brokers:     cfg.Brokers,
 		GroupID:     cfg.Group,
-		GroupTopics: cfg.Topics,
+		GroupTopics: topics,
 		// A new group starts at the beginning: events produced before a
 		// service first started are still its input.
 		StartOffset: kafka.FirstOffset,
@@ -239,7 +244,7 @@ func readerConfig(cfg Config, log *slog.Logger) kafka.ReaderConfig {
 	}
 	if log != nil {
 		rc.ErrorLogger = kafka.LoggerFunc(func(msg string, args ...any) {
-			log.Warn("kafka reader error", "error", fmt.Sprintf(msg, args...))
+			log.Warn("kafka reader error", telemetry.LogError, fmt.Sprintf(msg, args...))
 		})
 	}
 	return rc
@@ -260,7 +265,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		w.Transport = tr
 		defer func() {
 			if err := w.Close(); err != nil {
-				c.log.Warn("close dead-letter writer", "error", err)
+				c.log.Warn("close dead-letter writer", telemetry.Err(err))
 			}
 			tr.CloseIdleConnections()
 		}()
@@ -281,8 +286,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	go func() { defer close(pruneDone); c.pruneLoop(lagCtx) }()
 	defer func() { stopLag(); <-pruneDone }()
 
-	r := kafka.NewReader(readerConfig(c.cfg, c.log))
-	c.log.Info("consumer started", "topics", c.cfg.Topics, "dead_letter_topic", c.dlqTopic)
+	r := kafka.NewReader(readerConfig(c.cfg, c.topics, c.log))
+	c.log.Info("consumer started", "topics", c.topics, "dead_letter_topic", c.dlqTopic)
 	fetchFailures := 0
 	for {
 		msg, err := r.FetchMessage(ctx)
@@ -293,7 +298,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			// The reader reconnects and rejoins by itself; it reports errors
 			// it keeps running into, which we only log and wait out.
 			fetchFailures++
-			c.log.Warn("fetch message", "error", err)
+			c.log.Warn("fetch message", telemetry.Err(err))
 			if !sleep(ctx, c.backoff(fetchFailures)) {
 				break
 			}
@@ -308,7 +313,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.commit(ctx, r, msg)
 	}
 	if err := r.Close(); err != nil {
-		c.log.Warn("close reader", "error", err)
+		c.log.Warn("close reader", telemetry.Err(err))
 	}
 	c.log.Info("consumer stopped")
 	return nil
@@ -322,7 +327,7 @@ func (c *Consumer) ensureDeadLetterTopic(ctx context.Context) {
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := broker.EnsureTopics(tctx, c.cfg.Brokers, events.Partitions, c.dlqTopic); err != nil && ctx.Err() == nil {
-		c.log.Warn("ensure dead-letter topic", "topic", c.dlqTopic, "error", err)
+		c.log.Warn("ensure dead-letter topic", telemetry.LogTopic, c.dlqTopic, telemetry.Err(err))
 	}
 }
 
@@ -334,223 +339,6 @@ func (c *Consumer) commit(ctx context.Context, r *kafka.Reader, msg kafka.Messag
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	if err := r.CommitMessages(ctx, msg); err != nil {
-		c.log.Warn("commit offset", "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "error", err)
+		c.log.Warn("commit offset", telemetry.LogTopic, msg.Topic, telemetry.LogPartition, msg.Partition, telemetry.LogOffset, msg.Offset, telemetry.Err(err))
 	}
-}
-
-// handle brings one message to an outcome that allows committing its offset:
-// applied, duplicate, skipped or dead-lettered. It returns an error only when
-// ctx is done first.
-func (c *Consumer) handle(ctx context.Context, dlq Publisher, msg kafka.Message) error {
-	env, err := events.FromMessage(msg)
-	if err != nil {
-		// Whatever metadata the headers do carry goes on the span.
-		partial := events.Envelope{
-			ID:      events.Header(msg, events.HeaderID),
-			Type:    events.Header(msg, events.HeaderType),
-			Subject: string(msg.Key),
-		}
-		ctx, span := c.startSpan(ctx, msg, partial)
-		defer span.End()
-		ctx = telemetry.WithLogAttrs(ctx, slog.String(telemetry.LogOrderID, partial.Subject), slog.String(telemetry.LogEventID, partial.ID))
-		recordError(span, err)
-		return c.deadLetter(ctx, dlq, msg, partial.Type, ReasonDecode, err)
-	}
-	h, ok := c.cfg.Handlers[env.Type]
-	if !ok {
-		// Tolerant reader: a topic carries types this service has no use
-		// for, and producers may add types before consumers know them.
-		c.metrics.skipped.WithLabelValues(c.cfg.Group, env.Type).Inc()
-		c.log.Debug("event of unhandled type skipped", "type", env.Type, telemetry.LogEventID, env.ID)
-		return nil
-	}
-
-	ctx, span := c.startSpan(ctx, msg, env)
-	defer span.End()
-	ctx = telemetry.WithLogAttrs(ctx, slog.String(telemetry.LogOrderID, env.Subject), slog.String(telemetry.LogEventID, env.ID))
-	start := time.Now()
-	defer func() {
-		c.metrics.duration.WithLabelValues(c.cfg.Group, env.Type).Observe(time.Since(start).Seconds())
-	}()
-
-	failures, unclassified := 0, 0
-	for {
-		duplicate, err := c.apply(ctx, h, env)
-		if err == nil {
-			if duplicate {
-				c.metrics.duplicates.WithLabelValues(c.cfg.Group, env.Type).Inc()
-				c.log.InfoContext(ctx, "duplicate event skipped", "type", env.Type)
-			} else {
-				c.metrics.processed.WithLabelValues(c.cfg.Group, env.Type).Inc()
-				c.log.DebugContext(ctx, "event processed", "type", env.Type)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		class := classify(err)
-		switch class {
-		case classPermanent:
-			recordError(span, err)
-			return c.deadLetter(ctx, dlq, msg, env.Type, ReasonHandler, err)
-		case classUnclassified:
-			unclassified++
-			if unclassified >= c.cfg.MaxAttempts {
-				recordError(span, err)
-				return c.deadLetter(ctx, dlq, msg, env.Type, ReasonMaxAttempts, err)
-			}
-		}
-		failures++
-		wait := c.backoff(failures)
-		c.metrics.retries.WithLabelValues(c.cfg.Group, env.Type).Inc()
-		span.AddEvent("retry", trace.WithAttributes(
-			attribute.Int("attempt", failures),
-			attribute.String("error", err.Error()),
-			attribute.Bool("transient", class == classTransient),
-		))
-		c.log.WarnContext(ctx, "event processing failed, retrying",
-			"type", env.Type, "error", err, "attempt", failures, "transient", class == classTransient, "backoff", wait)
-		if !sleep(ctx, wait) {
-			return ctx.Err()
-		}
-	}
-}
-
-// apply runs one attempt: the inbox insert and the handler in one
-// transaction. duplicate reports that the inbox already held the event, in
-// which case the handler did not run.
-func (c *Consumer) apply(ctx context.Context, h Handler, env events.Envelope) (duplicate bool, err error) {
-	hooks := &afterCommitHooks{}
-	ctx = context.WithValue(ctx, afterCommitKey{}, hooks)
-	defer func() {
-		if err == nil {
-			for _, f := range hooks.fns {
-				f()
-			}
-		}
-	}()
-	err = pgx.BeginFunc(ctx, c.cfg.Pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, insertProcessed, env.ID, env.Type)
-		if err != nil {
-			return fmt.Errorf("record event in inbox: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			duplicate = true
-			return nil
-		}
-		return c.callHandler(ctx, h, tx, env)
-	})
-	if err != nil {
-		return false, fmt.Errorf("apply %s %s: %w", env.Type, env.ID, err)
-	}
-	return duplicate, nil
-}
-
-// callHandler turns a handler's panic into an unclassified error, so a
-// message that crashes its handler is retried and then dead-lettered instead
-// of crashing the service on every redelivery.
-func (c *Consumer) callHandler(ctx context.Context, h Handler, tx pgx.Tx, env events.Envelope) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			c.log.ErrorContext(ctx, "handler panicked", "type", env.Type, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			err = fmt.Errorf("handler panicked: %v", p)
-		}
-	}()
-	return h(ctx, tx, env)
-}
-
-// startSpan continues the producer's trace (W3C trace context in the
-// message headers) with a consumer span for processing msg.
-func (c *Consumer) startSpan(ctx context.Context, msg kafka.Message, env events.Envelope) (context.Context, trace.Span) {
-	ctx = c.propagator.Extract(ctx, headerCarrier(msg.Headers))
-	attrs := []attribute.KeyValue{
-		attribute.String("messaging.system", "kafka"),
-		attribute.String("messaging.destination.name", msg.Topic),
-		attribute.String("messaging.operation.type", "process"),
-		attribute.String("messaging.operation.name", "process"),
-		attribute.String("messaging.consumer.group.name", c.cfg.Group),
-		attribute.String("messaging.destination.partition.id", strconv.Itoa(msg.Partition)),
-		attribute.Int64("messaging.kafka.offset", msg.Offset),
-		attribute.String("messaging.kafka.message.key", string(msg.Key)),
-	}
-	if env.ID != "" {
-		attrs = append(attrs, attribute.String("messaging.message.id", env.ID), attribute.String("event.type", env.Type))
-	}
-	if env.Subject != "" {
-		attrs = append(attrs, telemetry.OrderID.String(env.Subject))
-	}
-	return c.tracer.Start(ctx, msg.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
-}
-
-func recordError(span trace.Span, err error) {
-	span.RecordError(err)
-	span.SetStatus(codes.Error, err.Error())
-}
-
-// headerCarrier reads W3C trace context from Kafka headers.
-type headerCarrier []kafka.Header
-
-func (h headerCarrier) Get(key string) string {
-	for _, kv := range h {
-		if kv.Key == key {
-			return string(kv.Value)
-		}
-	}
-	return ""
-}
-
-// Set is never used: the consumer only extracts.
-func (h headerCarrier) Set(string, string) {}
-
-func (h headerCarrier) Keys() []string {
-	keys := make([]string, len(h))
-	for i, kv := range h {
-		keys[i] = kv.Key
-	}
-	return keys
-}
-
-type afterCommitKey struct{}
-
-type afterCommitHooks struct{ fns []func() }
-
-// AfterCommit arranges for f to run once the transaction of the handler
-// whose ctx this is has committed, and never if it rolls back (a retried
-// attempt registers its own). Use it for effects outside the database that
-// must follow only what really happened, such as metrics. Outside a
-// consumer's handler (a test calling the handler in its own transaction) f
-// runs at once.
-func AfterCommit(ctx context.Context, f func()) {
-	if hooks, ok := ctx.Value(afterCommitKey{}).(*afterCommitHooks); ok {
-		hooks.fns = append(hooks.fns, f)
-		return
-	}
-	f()
-}
-
-// pruneLoop deletes inbox rows older than the retention, at start and then
-// every pruneInterval, so the table does not grow without bound.
-func (c *Consumer) pruneLoop(ctx context.Context) {
-	for {
-		n, err := c.pruneInbox(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			c.log.Warn("prune processed events", "error", err)
-		case n > 0:
-			c.log.Info("processed events pruned", "rows", n, "older_than", c.cfg.InboxRetention)
-		}
-		if !sleep(ctx, pruneInterval) {
-			return
-		}
-	}
-}
-
-func (c *Consumer) pruneInbox(ctx context.Context) (int64, error) {
-	tag, err := c.cfg.Pool.Exec(ctx, `DELETE FROM processed_events WHERE processed_at < now() - make_interval(secs => $1)`,
-		c.cfg.InboxRetention.Seconds())
-	if err != nil {
-		return 0, fmt.Errorf("prune processed events: %w", err)
-	}
-	return tag.RowsAffected(), nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -457,6 +458,54 @@ func TestShutdownDuringRetries(t *testing.T) {
 	}
 }
 
+// A message of a handled type that did not travel its route (on another
+// type's topic, or from a service that does not produce it) is a forgery or
+// a bug: dead-lettered with reason unexpected_source and never applied,
+// while the genuine events around it are.
+func TestEventOffItsRouteIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 1)
+	other := testenv.Topics(t, s.brokers, 1, "consumer-other")[0]
+	const typeElsewhere = "test.Elsewhere" // travels on the other topic
+	var applied atomic.Int32
+	handlers := map[string]consumer.Handler{
+		typeAppended:  appendEffect("c"),
+		typeElsewhere: func(context.Context, pgx.Tx, events.Envelope) error { applied.Add(1); return nil },
+	}
+	cfg := s.config(handlers)
+	cfg.Routes[typeElsewhere] = events.Route{Topic: other, Source: testSource}
+
+	good := []events.Envelope{event(t, "order-r", 1), event(t, "order-r", 3)}
+	forgedSource := event(t, "order-r", 2)
+	forgedSource.Source = "shipping"
+	wrongTopic := envelope(t, typeElsewhere, "order-r", []byte(`{}`))
+	s.produceEvents(good[0], forgedSource, wrongTopic, good[1])
+	s.start(cfg)
+
+	checkOnceInOrder(t, s.waitEffects(len(good), 20*time.Second), good)
+	dead := readTopic(t, s.brokers, s.dlq, 2)
+	for i, want := range []events.Envelope{forgedSource, wrongTopic} {
+		if got := events.Header(dead[i], events.HeaderID); got != want.ID {
+			t.Errorf("dead letter %d is event %s, want %s", i, got, want.ID)
+		}
+		if got := events.Header(dead[i], consumer.HeaderDLQReason); got != consumer.ReasonUnexpectedSource {
+			t.Errorf("dead letter %d: reason %q, want %q", i, got, consumer.ReasonUnexpectedSource)
+		}
+	}
+	if n := applied.Load(); n != 0 {
+		t.Errorf("the event on the wrong topic was applied %d times", n)
+	}
+	var inInbox int
+	if err := s.pool.QueryRow(context.Background(), `SELECT count(*) FROM processed_events WHERE event_id = ANY($1)`,
+		[]string{forgedSource.ID, wrongTopic.ID}).Scan(&inInbox); err != nil || inInbox != 0 {
+		t.Errorf("%d rejected events recorded in the inbox (%v)", inInbox, err)
+	}
+	reason := map[string]string{"group": s.group, "reason": consumer.ReasonUnexpectedSource}
+	if got := metric(t, s.reg, "consumer_dead_lettered_total", reason); got != 2 {
+		t.Errorf("dead_lettered_total{reason=unexpected_source} = %v, want 2", got)
+	}
+}
+
 func TestUnknownEventTypeIsSkipped(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, events.Partitions)
@@ -568,11 +617,14 @@ func TestDatabaseUnavailable(t *testing.T) {
 func TestNewRejectsIncompleteConfig(t *testing.T) {
 	t.Parallel()
 	handlers := map[string]consumer.Handler{typeAppended: appendEffect("c")}
+	routes := events.Routes{typeAppended: {Topic: "t", Source: "s"}, "T": {Topic: "t", Source: "s"}}
 	for name, cfg := range map[string]consumer.Config{
 		"empty":          {},
-		"no pool":        {Brokers: []string{"x:9092"}, Group: "g", Topics: []string{"t"}, Handlers: handlers},
-		"nil handler":    {Brokers: []string{"x:9092"}, Group: "g", Topics: []string{"t"}, Handlers: map[string]consumer.Handler{"T": nil}},
-		"backoff upside": {Brokers: []string{"x:9092"}, Group: "g", Topics: []string{"t"}, Handlers: handlers, MinBackoff: time.Second, MaxBackoff: time.Millisecond},
+		"no pool":        {Brokers: []string{"x:9092"}, Group: "g", Routes: routes, Handlers: handlers},
+		"nil handler":    {Brokers: []string{"x:9092"}, Group: "g", Routes: routes, Handlers: map[string]consumer.Handler{"T": nil}},
+		"no route":       {Brokers: []string{"x:9092"}, Group: "g", Routes: events.Routes{}, Handlers: handlers, Pool: &pgxpool.Pool{}},
+		"saga has none":  {Brokers: []string{"x:9092"}, Group: "g", Handlers: handlers, Pool: &pgxpool.Pool{}},
+		"backoff upside": {Brokers: []string{"x:9092"}, Group: "g", Routes: routes, Handlers: handlers, MinBackoff: time.Second, MaxBackoff: time.Millisecond},
 	} {
 		if _, err := consumer.New(cfg); err == nil {
 			t.Errorf("%s: New accepted %+v", name, cfg)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sagashop/sagashop/pkg/telemetry"
 )
 
 // Headers a dead-lettered message carries besides its original ones, so that
@@ -27,6 +29,9 @@ const (
 	ReasonDecode      = "decode"       // the envelope could not be read
 	ReasonHandler     = "handler"      // the handler failed permanently
 	ReasonMaxAttempts = "max_attempts" // the handler kept failing with unclassified errors
+	// ReasonUnexpectedSource: the event came on a topic its type does not
+	// travel on, or from a service that does not produce it (events.Routes).
+	ReasonUnexpectedSource = "unexpected_source"
 )
 
 // deadLetter writes msg, with its original key, value and headers, to the
@@ -62,13 +67,14 @@ func (c *Consumer) deadLetter(ctx context.Context, dlq Publisher, msg kafka.Mess
 			return ctx.Err()
 		}
 		wait := c.backoff(failures)
-		c.log.WarnContext(ctx, "dead-letter write failed, retrying", "topic", c.dlqTopic, "error", err, "attempt", failures, "backoff", wait)
+		c.log.WarnContext(ctx, "dead-letter write failed, retrying", telemetry.LogTopic, c.dlqTopic, telemetry.Err(err),
+			telemetry.LogAttempt, failures, telemetry.LogBackoff, wait)
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}
 	c.metrics.deadLettered.WithLabelValues(c.cfg.Group, eventType, reason).Inc()
-	c.log.ErrorContext(ctx, "event dead-lettered", "reason", reason, "error", cause,
-		"type", eventType, "topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "dead_letter_topic", c.dlqTopic)
+	c.log.ErrorContext(ctx, "event dead-lettered", telemetry.LogReason, reason, telemetry.Err(cause), telemetry.LogEventType, eventType,
+		telemetry.LogTopic, msg.Topic, telemetry.LogPartition, msg.Partition, telemetry.LogOffset, msg.Offset, "dead_letter_topic", c.dlqTopic)
 	return nil
 }

@@ -103,8 +103,8 @@ func (s *stack) config(handlers map[string]consumer.Handler) consumer.Config {
 	return consumer.Config{
 		Brokers:     s.brokers,
 		Group:       s.group,
-		Topics:      []string{s.topic},
 		Handlers:    handlers,
+		Routes:      s.routes(handlers),
 		Pool:        s.pool,
 		Logger:      telemetry.NewLogger(s.logs, "consumer-test", -4), // debug
 		Registerer:  s.reg,
@@ -112,6 +112,19 @@ func (s *stack) config(handlers map[string]consumer.Handler) consumer.Config {
 		MinBackoff:  10 * time.Millisecond,
 		MaxBackoff:  200 * time.Millisecond,
 	}
+}
+
+// testSource is the ce_source of the test's events.
+const testSource = "consumer-test"
+
+// routes routes every type of handlers through the stack's topic, from
+// testSource.
+func (s *stack) routes(handlers map[string]consumer.Handler) events.Routes {
+	routes := events.Routes{}
+	for typ := range handlers {
+		routes[typ] = events.Route{Topic: s.topic, Source: testSource}
+	}
+	return routes
 }
 
 // start runs a consumer until the returned stop is called (or the test
@@ -187,7 +200,7 @@ func envelope(t testing.TB, typ, key string, data []byte) events.Envelope {
 		ID:            id.String(),
 		Type:          typ,
 		SchemaVersion: 1,
-		Source:        "consumer-test",
+		Source:        testSource,
 		Subject:       key,
 		Time:          time.Now().UTC().Truncate(time.Microsecond),
 		CorrelationID: key,

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/sagashop/sagashop/pkg/telemetry"
 )
 
 type metrics struct {
@@ -38,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, byType),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "consumer_dead_lettered_total",
-			Help: "Messages written to the dead-letter topic, by reason (decode, handler, max_attempts).",
+			Help: "Messages written to the dead-letter topic, by reason (decode, unexpected_source, handler, max_attempts).",
 		}, []string{"group", "type", "reason"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "consumer_skipped_total",
@@ -114,7 +116,7 @@ func (c *Consumer) reportLag(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if err := c.measureLag(ctx, client); err != nil && ctx.Err() == nil {
-			c.log.Debug("measure consumer lag", "error", err)
+			c.log.Debug("measure consumer lag", telemetry.Err(err))
 			tr.CloseIdleConnections()
 		}
 		select {
@@ -126,7 +128,7 @@ func (c *Consumer) reportLag(ctx context.Context) {
 }
 
 func (c *Consumer) measureLag(ctx context.Context, client *kafka.Client) error {
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: c.cfg.Topics})
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: c.topics})
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}

@@ -1,7 +1,7 @@
 // Package database opens a service's PostgreSQL pool (traced with
-// OpenTelemetry) and applies its migrations: first the tables every service
-// shares (the outbox and the processed-events inbox), then the service's own
-// embedded .sql files. Each service connects with its own login role, whose
+// OpenTelemetry) and applies its migrations: first the shared tables its
+// caller gives (the outbox and the processed-events inbox, from the packages
+// that own them), then the service's own embedded .sql files. Each service connects with its own login role, whose
 // search_path is its own schema, so all SQL here and in the services is
 // unqualified.
 package database
@@ -20,9 +20,6 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/sagashop/sagashop/pkg/consumer"
-	"github.com/sagashop/sagashop/pkg/outbox"
 )
 
 // Open returns a pool for url with at most maxConns connections whose
@@ -45,18 +42,20 @@ func Open(ctx context.Context, url string, maxConns int32, tp trace.TracerProvid
 	return pool, nil
 }
 
-// Shared migration versions; a service's own files start at 00010.
-const (
-	versionOutbox = 1
-	versionInbox  = 2
-)
+// MaxShared is how many shared migrations there can be: a service's own
+// files start at version 00010.
+const MaxShared = 9
 
-// Migrate applies the shared tables and then every migration in the
-// migrations/ folder of embedded (a service's //go:embed migrations/*.sql;
-// files named like 00010_init.sql, in goose's format) to the schema the
-// pool's search_path selects. Concurrent callers (two replicas starting at
-// once) are serialized by an advisory lock.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, embedded fs.FS, logger *slog.Logger) error {
+// Migrate applies shared, the DDL of the tables every service has (shared[0]
+// is version 1, and so on; append, never reorder), and then every migration
+// in the migrations/ folder of embedded (a service's //go:embed
+// migrations/*.sql; files named like 00010_init.sql, in goose's format) to
+// the schema the pool's search_path selects. Concurrent callers (two
+// replicas starting at once) are serialized by an advisory lock.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, embedded fs.FS, logger *slog.Logger, shared ...string) error {
+	if len(shared) > MaxShared {
+		return fmt.Errorf("migrate: %d shared migrations, at most %d", len(shared), MaxShared)
+	}
 	fsys, err := fs.Sub(embedded, "migrations")
 	if err != nil {
 		return fmt.Errorf("migrations folder: %w", err)
@@ -82,12 +81,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, embedded fs.FS, logger *sl
 			return err
 		}}
 	}
+	goMigrations := make([]*goose.Migration, len(shared))
+	for i, ddl := range shared {
+		goMigrations[i] = goose.NewGoMigration(int64(i+1), exec(ddl), nil)
+	}
 	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys,
 		goose.WithSessionLocker(locker),
-		goose.WithGoMigrations(
-			goose.NewGoMigration(versionOutbox, exec(outbox.Schema), nil),
-			goose.NewGoMigration(versionInbox, exec(consumer.Schema), nil),
-		),
+		goose.WithGoMigrations(goMigrations...),
 	)
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)

@@ -31,9 +31,16 @@ const (
 // Partitions is the partition count of every topic the project creates.
 const Partitions = 3
 
-// Topics lists every event topic of the system.
+// Topics lists every event topic of the system, sorted: those of Saga's
+// routes.
 func Topics() []string {
-	return []string{TopicOrders, TopicPayments, TopicInventory, TopicShipping, TopicEmail}
+	routes := Saga()
+	types := make([]string, 0, len(routes))
+	for typ := range routes {
+		types = append(types, typ)
+	}
+	topics, _ := routes.Topics(types...) // every type has a route
+	return topics
 }
 
 // DeadLetterTopic is the dead-letter topic of a consumer group: messages the

@@ -196,3 +196,59 @@ func TestEveryTypeHasASchema(t *testing.T) {
 		t.Error("dead-letter topic name")
 	}
 }
+
+func TestRoutes(t *testing.T) {
+	routes := Saga()
+	for typ := range schemas {
+		if _, ok := routes[typ]; !ok {
+			t.Errorf("%s has a schema but no route", typ)
+		}
+	}
+	topics, err := routes.Topics(TypeOrderShipped, TypePaymentFailed, TypePaymentProcessed)
+	if err != nil || !reflect.DeepEqual(topics, []string{TopicPayments, TopicShipping}) {
+		t.Errorf("Topics = %v, %v", topics, err)
+	}
+	if _, err := routes.Topics(TypeOrderShipped, "Bogus"); err == nil || !strings.Contains(err.Error(), "Bogus") {
+		t.Errorf("Topics with an unrouted type: %v", err)
+	}
+	if got := Topics(); len(got) != 5 {
+		t.Errorf("Topics() = %v, want the five service topics", got)
+	}
+
+	paid := Envelope{Type: TypePaymentProcessed, Source: SourcePayment}
+	for name, tc := range map[string]struct {
+		topic string
+		e     Envelope
+		ok    bool
+	}{
+		"its route":     {TopicPayments, paid, true},
+		"wrong topic":   {TopicShipping, paid, false},
+		"wrong source":  {TopicPayments, Envelope{Type: TypePaymentProcessed, Source: SourceShipping}, false},
+		"no source":     {TopicPayments, Envelope{Type: TypePaymentProcessed}, false},
+		"unrouted type": {TopicPayments, Envelope{Type: "Bogus", Source: SourcePayment}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := routes.Check(tc.topic, tc.e)
+			if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrUnexpectedSource)) {
+				t.Errorf("Check(%s, %s from %q) = %v", tc.topic, tc.e.Type, tc.e.Source, err)
+			}
+		})
+	}
+}
+
+func TestParseOrderID(t *testing.T) {
+	for in, ok := range map[string]bool{
+		"0193a5c0-0000-7000-8000-000000000001":      true,
+		"0193A5C0-0000-7000-8000-000000000001":      true,
+		"0193a5c00000700080000000000000001":         false,
+		"{0193a5c0-0000-7000-8000-000000000001}":    false,
+		"urn:uuid:0193a5c0-0000-7000-8000-00000001": false,
+		"":    false,
+		"mug": false,
+	} {
+		id, err := ParseOrderID(in)
+		if ok != (err == nil) || (err != nil && !errors.Is(err, ErrMalformed)) {
+			t.Errorf("ParseOrderID(%q) = %v, %v", in, id, err)
+		}
+	}
+}

@@ -80,3 +80,24 @@ func Write(ctx context.Context, tx pgx.Tx, topic string, e events.Envelope) erro
 	}
 	return nil
 }
+
+// Emit writes payload to the outbox in tx as a new event from source, on the
+// topic events.Saga routes its type to. A cause with an id (the event being
+// handled) makes the new event its consequence (events.Envelope.CausedBy);
+// pass the zero Envelope for an event that starts something, such as
+// OrderCreated. It fails when source is not the producer of payload's type:
+// consumers would refuse the event (events.ErrUnexpectedSource).
+func Emit(ctx context.Context, tx pgx.Tx, source string, cause events.Envelope, payload events.Payload) error {
+	e, err := events.New(source, payload)
+	if err != nil {
+		return err
+	}
+	if cause.ID != "" {
+		e = e.CausedBy(cause)
+	}
+	route, ok := events.RouteOf(e.Type)
+	if !ok || route.Source != source {
+		return fmt.Errorf("emit %s from %s: %w: its route is %+v", e.Type, source, events.ErrUnexpectedSource, route)
+	}
+	return Write(ctx, tx, route.Topic, e)
+}

@@ -56,7 +56,8 @@ func TestRepublishedEventsAreAppliedOnce(t *testing.T) {
 	t.Cleanup(func() { _ = broker.DeleteTopics(context.Background(), brokers, events.DeadLetterTopic(group)) })
 	reg := prometheus.NewRegistry()
 	c, err := consumer.New(consumer.Config{
-		Brokers: brokers, Group: group, Topics: []string{topic}, Pool: pool, Logger: testLogger(t), Registerer: reg,
+		Brokers: brokers, Group: group, Pool: pool, Logger: testLogger(t), Registerer: reg,
+		Routes: events.Routes{"OutboxTested": {Topic: topic, Source: "outbox-test"}},
 		Handlers: map[string]consumer.Handler{
 			"OutboxTested": func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
 				_, err := tx.Exec(ctx, `INSERT INTO effects (event_id) VALUES ($1)`, e.ID)

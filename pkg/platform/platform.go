@@ -15,7 +15,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -153,7 +155,7 @@ func Start(ctx context.Context, cfg Config, stdout io.Writer, embedded fs.FS) (*
 		p.Close()
 		return nil, err
 	}
-	if err := database.Migrate(ctx, p.Pool, embedded, logger); err != nil {
+	if err := Migrate(ctx, p.Pool, embedded, logger); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -163,16 +165,28 @@ func Start(ctx context.Context, cfg Config, stdout io.Writer, embedded fs.FS) (*
 		return nil, err
 	}
 	p.Registry = prometheus.NewRegistry()
-	p.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := p.Registry.Register(c); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("register process metrics: %w", err)
+		}
+	}
 	p.Writer = broker.NewWriter(cfg.Brokers)
 	return p, nil
+}
+
+// Migrate applies the tables every service shares (the outbox, then the
+// consumer's inbox) and then the service's own migrations, the migrations/
+// folder of embedded (see database.Migrate).
+func Migrate(ctx context.Context, pool *pgxpool.Pool, embedded fs.FS, logger *slog.Logger) error {
+	return database.Migrate(ctx, pool, embedded, logger, outbox.Schema, consumer.Schema)
 }
 
 // Close releases what Start acquired and flushes pending spans.
 func (p *Platform) Close() {
 	if p.Writer != nil {
 		if err := p.Writer.Close(); err != nil {
-			p.Logger.Warn("close kafka writer", "err", err)
+			p.Logger.Warn("close kafka writer", telemetry.Err(err))
 		}
 	}
 	if p.Pool != nil {
@@ -181,15 +195,16 @@ func (p *Platform) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := p.shutdownTracing(ctx); err != nil {
-		p.Logger.Warn("flush traces", "err", err)
+		p.Logger.Warn("flush traces", telemetry.Err(err))
 	}
 }
 
 // Parts is what a service adds to the platform.
 type Parts struct {
-	Routes   func(r chi.Router)          // the service's HTTP routes
-	Topics   []string                    // topics the service consumes
-	Handlers map[string]consumer.Handler // by event type; others are skipped
+	Routes func(r chi.Router) // the service's HTTP routes
+	// Handlers by event type; the consumer reads the topics these types
+	// travel on (events.Saga) and skips other types. None: no consumer.
+	Handlers map[string]consumer.Handler
 }
 
 // Run serves HTTP, relays the outbox and consumes events until ctx ends or
@@ -205,7 +220,10 @@ func (p *Platform) Run(ctx context.Context, parts Parts) error {
 			"kafka":    func(ctx context.Context) error { return broker.Ping(ctx, p.Config.Brokers) },
 		},
 	}
-	router := web.NewRouter(routerCfg)
+	router, err := web.NewRouter(routerCfg)
+	if err != nil {
+		return err
+	}
 	parts.Routes(router)
 	srv := web.NewServer(p.Config.HTTPAddr, web.Handler(router, routerCfg))
 
@@ -219,11 +237,10 @@ func (p *Platform) Run(ctx context.Context, parts Parts) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return web.Serve(ctx, srv, p.Logger) })
 	g.Go(func() error { return relay.Run(ctx) })
-	if len(parts.Topics) > 0 {
+	if len(parts.Handlers) > 0 {
 		cons, err := consumer.New(consumer.Config{
 			Brokers:        p.Config.Brokers,
 			Group:          p.Config.Service,
-			Topics:         parts.Topics,
 			Handlers:       parts.Handlers,
 			Pool:           p.Pool,
 			DeadLetter:     p.Writer,
@@ -236,8 +253,8 @@ func (p *Platform) Run(ctx context.Context, parts Parts) error {
 		}
 		g.Go(func() error { return cons.Run(ctx) })
 	}
-	p.Logger.Info("running", "http_addr", p.Config.HTTPAddr, "consumes", parts.Topics)
-	err := g.Wait()
-	p.Logger.Info("stopped", "err", err)
+	p.Logger.Info("running", "http_addr", p.Config.HTTPAddr, "handles", slices.Sorted(maps.Keys(parts.Handlers)))
+	err = g.Wait()
+	p.Logger.Info("stopped", telemetry.Err(err))
 	return err
 }

@@ -29,7 +29,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sagashop/sagashop/pkg/consumer"
-	"github.com/sagashop/sagashop/pkg/database"
+	"github.com/sagashop/sagashop/pkg/platform"
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/telemetry"
 	"github.com/sagashop/sagashop/pkg/testenv"
@@ -43,6 +43,7 @@ type Env struct {
 	Logger   *slog.Logger         // the services' logger, at debug level, writing nowhere
 
 	service string
+	t       testing.TB
 }
 
 // New returns an Env for service whose schema has the shared tables (outbox,
@@ -52,10 +53,10 @@ func New(t testing.TB, service string, embedded fs.FS) *Env {
 	t.Helper()
 	pool, _ := testenv.Postgres(t)
 	logger := telemetry.NewLogger(io.Discard, service, slog.LevelDebug)
-	if err := database.Migrate(t.Context(), pool, embedded, logger); err != nil {
+	if err := platform.Migrate(t.Context(), pool, embedded, logger); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	return &Env{Pool: pool, Registry: prometheus.NewRegistry(), Logger: logger, service: service}
+	return &Env{Pool: pool, Registry: prometheus.NewRegistry(), Logger: logger, service: service, t: t}
 }
 
 // Router returns the HTTP handler main serves: the shared router (middleware,
@@ -63,7 +64,10 @@ func New(t testing.TB, service string, embedded fs.FS) *Env {
 // tracer.
 func (e *Env) Router(routes func(chi.Router)) http.Handler {
 	cfg := web.RouterConfig{Service: e.service, Logger: e.Logger, TracerProvider: noop.NewTracerProvider(), Registry: e.Registry}
-	r := web.NewRouter(cfg)
+	r, err := web.NewRouter(cfg)
+	if err != nil {
+		e.t.Fatalf("new router: %v", err)
+	}
 	routes(r)
 	return web.Handler(r, cfg)
 }
@@ -168,14 +172,20 @@ func Handler(t testing.TB, handlers map[string]consumer.Handler, typ string) con
 }
 
 // Deliver runs h for e in a transaction of its own on db, committed unless h
-// returns an error, as the consumer does (without the inbox record). It
-// returns h's error and may be called from any goroutine.
+// returns an error, and then, only if it committed, the effects h registered
+// with consumer.AfterCommit: as the consumer does, without the inbox record,
+// so a second delivery of e reaches h again. It returns h's error and may be
+// called from any goroutine.
 func Deliver(t testing.TB, db interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }, h consumer.Handler, e events.Envelope) error {
 	t.Helper()
-	ctx := t.Context()
-	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error { return h(ctx, tx, e) })
+	ctx, committed := consumer.CollectAfterCommit(t.Context())
+	if err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error { return h(ctx, tx, e) }); err != nil {
+		return err
+	}
+	committed()
+	return nil
 }
 
 // Request sends a request with body to h and returns the recorded response.

@@ -18,13 +18,29 @@ import (
 // finds an order's trace by the tag order.id.
 const OrderID = attribute.Key("order.id")
 
-// Log attribute names shared by all services.
+// The log vocabulary: attribute names every service and shared package uses
+// for the same things, so one grep finds them all.
 const (
-	LogTraceID = "trace_id"
-	LogSpanID  = "span_id"
-	LogOrderID = "order_id"
-	LogEventID = "event_id"
+	LogTraceID    = "trace_id"
+	LogSpanID     = "span_id"
+	LogOrderID    = "order_id"
+	LogEventID    = "event_id"
+	LogEventType  = "event_type"
+	LogError      = "error"
+	LogTopic      = "topic"
+	LogPartition  = "partition"
+	LogOffset     = "offset"
+	LogGroup      = "group"
+	LogAttempt    = "attempt"
+	LogBackoff    = "backoff"
+	LogReason     = "reason"
+	LogStatus     = "status"
+	LogCustomerID = "customer_id"
+	LogSKU        = "sku"
 )
+
+// Err is the log attribute of an error: always under the key "error".
+func Err(err error) slog.Attr { return slog.Any(LogError, err) }
 
 type logAttrsKey struct{}
 

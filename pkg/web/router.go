@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -28,10 +29,11 @@ type RouterConfig struct {
 }
 
 // NewRouter returns a chi router with the shared middleware (panic
-// recovery, request metrics, span naming by route) and the shared endpoints
-// GET /livez, GET /readyz and GET /metrics. Add the service's routes to it,
-// then serve Handler(router, cfg).
-func NewRouter(cfg RouterConfig) *chi.Mux {
+// recovery, request metrics, span naming by route, one log line for a
+// request that failed) and the shared endpoints GET /livez, GET /readyz and
+// GET /metrics. Add the service's routes to it, then serve Handler(router,
+// cfg). It fails when the metrics cannot be registered.
+func NewRouter(cfg RouterConfig) (*chi.Mux, error) {
 	r := chi.NewRouter()
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "http_requests_total", Help: "HTTP requests by method, route and status.",
@@ -40,7 +42,11 @@ func NewRouter(cfg RouterConfig) *chi.Mux {
 		Name: "http_request_duration_seconds", Help: "HTTP request duration by method and route.",
 		Buckets: prometheus.DefBuckets,
 	}, []string{"method", "route"})
-	cfg.Registry.MustRegister(requests, duration)
+	for _, c := range []prometheus.Collector{requests, duration} {
+		if err := cfg.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("register http metrics: %w", err)
+		}
+	}
 
 	r.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -52,6 +58,7 @@ func NewRouter(cfg RouterConfig) *chi.Mux {
 						panic(v)
 					}
 					cfg.Logger.ErrorContext(req.Context(), "panic in handler", "panic", v, "stack", string(debug.Stack()))
+					sw.err = nil // logged here
 					if !sw.wrote {
 						WriteProblem(sw, Problem{Status: http.StatusInternalServerError})
 					}
@@ -61,6 +68,7 @@ func NewRouter(cfg RouterConfig) *chi.Mux {
 					route = rc.RoutePattern()
 				}
 				trace.SpanFromContext(req.Context()).SetName(req.Method + " " + route)
+				sw.logError(cfg.Logger, req.Method, route)
 				requests.WithLabelValues(req.Method, route, strconv.Itoa(sw.status)).Inc()
 				duration.WithLabelValues(req.Method, route).Observe(time.Since(start).Seconds())
 			}()
@@ -78,7 +86,7 @@ func NewRouter(cfg RouterConfig) *chi.Mux {
 	})
 	r.Get("/readyz", readyHandler(cfg.Ready))
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
-	return r
+	return r, nil
 }
 
 // Handler wraps router in OpenTelemetry HTTP instrumentation: a server span
@@ -124,6 +132,27 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+
+	// The error a handler answered with (Problems.Write), and the context
+	// it was handling the request in, whose log attributes the line gets.
+	err    error
+	errCtx context.Context
+}
+
+func (w *statusWriter) recordError(ctx context.Context, err error) { w.err, w.errCtx = err, ctx }
+
+// logError writes the one log line of a request answered with an error:
+// at error level for a 5xx, with the error, at info for a refusal.
+func (w *statusWriter) logError(logger *slog.Logger, method, route string) {
+	if w.err == nil {
+		return
+	}
+	attrs := []any{"method", method, "route", route, telemetry.LogStatus, w.status, telemetry.Err(w.err)}
+	if w.status >= 500 {
+		logger.ErrorContext(w.errCtx, "request failed", attrs...)
+		return
+	}
+	logger.InfoContext(w.errCtx, "request refused", attrs...)
 }
 
 func (w *statusWriter) WriteHeader(code int) {

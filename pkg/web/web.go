@@ -2,7 +2,8 @@
 // decoding with a size limit, RFC 9457 problem responses, input checks for
 // path segments, the health and metrics endpoints, OpenTelemetry
 // instrumentation and a server with timeouts and graceful shutdown. Domain
-// errors are mapped to statuses by each service, in one function of its own.
+// errors are mapped to statuses by one writer (Problems.Write) from a table
+// each service declares.
 package web
 
 import (
@@ -57,9 +58,13 @@ type RequestError struct {
 	Status int
 	Detail string
 	Fields map[string]string
+
+	err error // what it is, for errors.Is
 }
 
 func (e *RequestError) Error() string { return fmt.Sprintf("%d: %s %v", e.Status, e.Detail, e.Fields) }
+
+func (e *RequestError) Unwrap() error { return e.err }
 
 // Problem returns the response body for e.
 func (e *RequestError) Problem() Problem {

@@ -86,7 +86,10 @@ func newTestRouter(ready map[string]Ready) (http.Handler, *prometheus.Registry) 
 	reg := prometheus.NewRegistry()
 	cfg := RouterConfig{Service: "test", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		TracerProvider: noop.NewTracerProvider(), Registry: reg, Ready: ready}
-	r := NewRouter(cfg)
+	r, err := NewRouter(cfg)
+	if err != nil {
+		panic(err) // a fresh registry: cannot fail
+	}
 	r.Get("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
 	r.Get("/things/{id}", func(w http.ResponseWriter, r *http.Request) { Encode(w, http.StatusOK, map[string]string{"ok": "yes"}) })
 	return Handler(r, cfg), reg

@@ -34,7 +34,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/platform"
 )
 
@@ -68,7 +67,6 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	s := newService(p.Pool, p.Logger, sender, p.Registry)
 	return p.Run(ctx, platform.Parts{
 		Routes:   s.routes,
-		Topics:   []string{events.TopicOrders, events.TopicShipping},
 		Handlers: s.handlers(),
 	})
 }

@@ -29,7 +29,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/platform"
 )
 
@@ -61,7 +60,6 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	return p.Run(ctx, platform.Parts{
 		Routes:   svc.routes,
-		Topics:   []string{events.TopicPayments, events.TopicShipping},
 		Handlers: svc.handlers(),
 	})
 }

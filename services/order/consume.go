@@ -13,9 +13,6 @@ import (
 	"github.com/sagashop/sagashop/pkg/web"
 )
 
-// consumedTopics are the topics the order service reads.
-var consumedTopics = []string{events.TopicInventory, events.TopicPayments, events.TopicShipping}
-
 // handlers maps each event type the order service reacts to onto its use
 // case. An event that can never apply (malformed, or for an order this
 // service never created: the order row commits before OrderCreated is even

@@ -384,7 +384,8 @@ func TestSagaMetricsOnlyAfterCommit(t *testing.T) {
 		}
 	})
 	c, err := consumer.New(consumer.Config{
-		Brokers: brokers, Group: group, Topics: []string{topic}, Handlers: handlers, Pool: e.pool,
+		Brokers: brokers, Group: group, Handlers: handlers, Pool: e.pool,
+		Routes: testRoutes(handlers, topic),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 	})
 	if err != nil {
@@ -438,6 +439,18 @@ func TestSagaMetricsOnlyAfterCommit(t *testing.T) {
 	if !strings.Contains(e.metricsText(), `saga_orders_total{outcome="cancelled",reason="payment_failed"} 1`) {
 		t.Errorf("/metrics lacks exactly one payment_failed cancellation:\n%s", e.metricsText())
 	}
+}
+
+// testRoutes routes the types of handlers as the saga does, but all
+// through topic.
+func testRoutes(handlers map[string]consumer.Handler, topic string) events.Routes {
+	routes := events.Saga()
+	for typ := range handlers {
+		r := routes[typ]
+		r.Topic = topic
+		routes[typ] = r
+	}
+	return routes
 }
 
 func (e *env) metricsText() string {

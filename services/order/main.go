@@ -63,7 +63,6 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	return p.Run(ctx, platform.Parts{
 		Routes:   s.routes,
-		Topics:   consumedTopics,
 		Handlers: s.handlers(),
 	})
 }

@@ -28,7 +28,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/platform"
 )
 
@@ -60,7 +59,6 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	return p.Run(ctx, platform.Parts{
 		Routes:   svc.routes,
-		Topics:   []string{events.TopicOrders, events.TopicInventory},
 		Handlers: svc.handlers(),
 	})
 }

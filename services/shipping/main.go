@@ -22,7 +22,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/platform"
 )
 
@@ -51,7 +50,6 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	s := newService(p.Pool, p.Logger, p.Registry)
 	return p.Run(ctx, platform.Parts{
 		Routes:   s.routes,
-		Topics:   []string{events.TopicInventory},
 		Handlers: s.handlers(),
 	})
 }
