@@ -29,8 +29,8 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sagashop/sagashop/pkg/consumer"
-	"github.com/sagashop/sagashop/pkg/platform"
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/platform"
 	"github.com/sagashop/sagashop/pkg/telemetry"
 	"github.com/sagashop/sagashop/pkg/testenv"
 	"github.com/sagashop/sagashop/pkg/web"

@@ -385,7 +385,7 @@ func TestSagaMetricsOnlyAfterCommit(t *testing.T) {
 	})
 	c, err := consumer.New(consumer.Config{
 		Brokers: brokers, Group: group, Handlers: handlers, Pool: e.pool,
-		Routes: testRoutes(handlers, topic),
+		Routes:     testRoutes(handlers, topic),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 	})
 	if err != nil {
