@@ -91,3 +91,11 @@ func OrderIDFrom(ctx context.Context) string {
 	}
 	return ""
 }
+
+// ConcernsOrder returns ctx for work on one order: its span gets the
+// order.id attribute (so Jaeger finds it by that tag) and its log lines the
+// order_id attribute.
+func ConcernsOrder(ctx context.Context, orderID string) context.Context {
+	trace.SpanFromContext(ctx).SetAttributes(OrderID.String(orderID))
+	return WithLogAttrs(ctx, slog.String(LogOrderID, orderID))
+}

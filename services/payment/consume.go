@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sagashop/sagashop/pkg/consumer"
@@ -13,7 +11,7 @@ import (
 )
 
 // handlers maps the event types the payment service consumes to its use
-// cases. Other types on its topics are skipped by the consumer.
+// cases; the consumer reads the topics they travel on and skips other types.
 func (s *service) handlers() map[string]consumer.Handler {
 	return map[string]consumer.Handler{
 		events.TypeOrderCreated:         s.onOrderCreated,
@@ -21,34 +19,26 @@ func (s *service) handlers() map[string]consumer.Handler {
 	}
 }
 
-// onOrderCreated charges the order. An event that does not decode, or
-// whose order id is no UUID or whose total is negative, can never succeed:
-// it is dead-lettered.
+// onOrderCreated charges the order. An event that does not decode, whose
+// order id is no UUID or whose total is negative can never succeed: it is
+// dead-lettered.
 func (s *service) onOrderCreated(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
-	o, err := events.Decode[events.OrderCreated](e)
+	o, _, err := consumer.DecodeOrder[events.OrderCreated](e)
 	if err != nil {
-		return consumer.Permanent(err)
-	}
-	if _, err := uuid.Parse(o.OrderID); err != nil {
-		return consumer.Permanent(fmt.Errorf("order id %q is not a UUID", o.OrderID))
-	}
-	if err := s.charge(ctx, tx, e, o); err != nil {
-		if errors.Is(err, ErrInvalid) {
-			return consumer.Permanent(err)
-		}
 		return err
 	}
-	return nil
+	err = s.charge(ctx, tx, e, o)
+	if errors.Is(err, ErrInvalid) {
+		return consumer.Permanent(err)
+	}
+	return err
 }
 
 // onInventoryUnavailable refunds the order's payment (compensation).
 func (s *service) onInventoryUnavailable(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
-	u, err := events.Decode[events.InventoryUnavailable](e)
+	u, _, err := consumer.DecodeOrder[events.InventoryUnavailable](e)
 	if err != nil {
-		return consumer.Permanent(err)
-	}
-	if _, err := uuid.Parse(u.OrderID); err != nil {
-		return consumer.Permanent(fmt.Errorf("order id %q is not a UUID", u.OrderID))
+		return err
 	}
 	return s.refundPayment(ctx, tx, e, u)
 }

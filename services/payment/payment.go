@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 )
 
 // Status is where a payment stands. A payment is created CHARGED or FAILED;
@@ -42,17 +40,9 @@ var (
 // them. It matches ErrInvalid.
 type ValidationError map[string]string
 
-func (v ValidationError) Error() string {
-	fields := make([]string, 0, len(v))
-	for f, msg := range v {
-		fields = append(fields, f+": "+msg)
-	}
-	sort.Strings(fields)
-	return "invalid: " + strings.Join(fields, "; ")
-}
-
-// Is makes errors.Is(err, ErrInvalid) true for a ValidationError.
-func (v ValidationError) Is(target error) bool { return target == ErrInvalid }
+func (v ValidationError) Error() string                  { return fmt.Sprint("invalid: ", map[string]string(v)) }
+func (v ValidationError) Is(target error) bool           { return target == ErrInvalid }
+func (v ValidationError) FieldErrors() map[string]string { return v }
 
 // orNil returns v as an error, or nil when it is empty.
 func (v ValidationError) orNil() error {
@@ -68,21 +58,14 @@ type Account struct {
 	BalanceCents int64
 }
 
-// Item is one line of the order a payment is for. The payment service does
-// not interpret items; it keeps them so PaymentProcessed can carry them on.
-type Item struct {
-	SKU            string `json:"sku"`
-	Quantity       int    `json:"quantity"`
-	UnitPriceCents int64  `json:"unit_price_cents"`
-}
-
-// Payment is the charge of one order's total to one customer's balance.
+// Payment is the charge of one order's total to one customer's balance. The
+// order's items travel with it (stored, and carried on by PaymentProcessed),
+// but the payment service does not interpret them.
 type Payment struct {
 	OrderID     string
 	CustomerID  string
 	AmountCents int64
 	Status      Status
-	Items       []Item
 }
 
 // ValidateDeposit checks the amount of a deposit.
@@ -115,13 +98,10 @@ func NeedsDebit(amountCents int64) bool { return amountCents > 0 }
 // Charge returns the payment of an order given whether the customer's
 // balance covered the amount (covered is the outcome of the guarded debit,
 // or true when NeedsDebit is false): CHARGED if it did, FAILED otherwise.
-func Charge(orderID, customerID string, amountCents int64, items []Item, covered bool) Payment {
-	p := Payment{OrderID: orderID, CustomerID: customerID, AmountCents: amountCents, Status: StatusFailed, Items: items}
+func Charge(orderID, customerID string, amountCents int64, covered bool) Payment {
+	p := Payment{OrderID: orderID, CustomerID: customerID, AmountCents: amountCents, Status: StatusFailed}
 	if covered {
 		p.Status = StatusCharged
-	}
-	if p.Items == nil {
-		p.Items = []Item{}
 	}
 	return p
 }

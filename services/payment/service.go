@@ -10,8 +10,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/outbox"
+	"github.com/sagashop/sagashop/pkg/telemetry"
 )
 
 // service holds the payment use cases. Each one is one transaction: the
@@ -23,9 +25,8 @@ type service struct {
 	metrics metrics
 }
 
-// metrics count the outcomes of the use cases. They are counted when the
-// handler decides, before the consumer commits, so a transaction that fails
-// to commit and is retried may be counted twice.
+// metrics count the outcomes of the use cases, once their transaction has
+// committed (consumer.AfterCommit), so a retried attempt never counts twice.
 type metrics struct {
 	payments *prometheus.CounterVec // by status: CHARGED, FAILED
 	refunds  prometheus.Counter
@@ -91,7 +92,7 @@ func (s *service) charge(ctx context.Context, tx pgx.Tx, cause events.Envelope, 
 	existing, err := getPayment(ctx, tx, o.OrderID)
 	switch {
 	case err == nil:
-		s.logger.InfoContext(ctx, "order already has a payment, event ignored", "status", existing.Status)
+		s.logger.InfoContext(ctx, "order already has a payment, event ignored", telemetry.LogStatus, existing.Status)
 		return nil
 	case !errors.Is(err, ErrNotFound):
 		return err
@@ -103,25 +104,26 @@ func (s *service) charge(ctx context.Context, tx pgx.Tx, cause events.Envelope, 
 			return err
 		}
 	}
-	p := Charge(o.OrderID, o.CustomerID, o.TotalCents, itemsFromEvent(o.Items), covered)
-	if err := insertPayment(ctx, tx, p); err != nil {
+	p := Charge(o.OrderID, o.CustomerID, o.TotalCents, covered)
+	if err := insertPayment(ctx, tx, p, o.Items); err != nil {
 		return err
 	}
 
 	var payload events.Payload
 	if p.Status == StatusCharged {
-		payload = events.PaymentProcessed{OrderID: p.OrderID, CustomerID: p.CustomerID, AmountCents: p.AmountCents, Items: itemsToEvent(p.Items)}
+		payload = events.PaymentProcessed{OrderID: p.OrderID, CustomerID: p.CustomerID, AmountCents: p.AmountCents, Items: o.Items}
 	} else {
 		payload = events.PaymentFailed{OrderID: p.OrderID, CustomerID: p.CustomerID, AmountCents: p.AmountCents, Reason: ReasonInsufficientFunds}
 	}
-	if err := s.emit(ctx, tx, cause, payload); err != nil {
+	if err := outbox.Emit(ctx, tx, serviceName, cause, payload); err != nil {
 		return err
 	}
-	s.metrics.payments.WithLabelValues(string(p.Status)).Inc()
+	consumer.AfterCommit(ctx, func() { s.metrics.payments.WithLabelValues(string(p.Status)).Inc() })
 	if p.Status == StatusCharged {
-		s.logger.InfoContext(ctx, "payment charged", "customer_id", p.CustomerID, "amount_cents", p.AmountCents)
+		s.logger.InfoContext(ctx, "payment charged", telemetry.LogCustomerID, p.CustomerID, "amount_cents", p.AmountCents)
 	} else {
-		s.logger.InfoContext(ctx, "payment failed", "customer_id", p.CustomerID, "amount_cents", p.AmountCents, "reason", ReasonInsufficientFunds)
+		s.logger.InfoContext(ctx, "payment failed", telemetry.LogCustomerID, p.CustomerID, "amount_cents", p.AmountCents,
+			telemetry.LogReason, ReasonInsufficientFunds)
 	}
 	return nil
 }
@@ -145,7 +147,7 @@ func (s *service) refundPayment(ctx context.Context, tx pgx.Tx, cause events.Env
 		s.logger.InfoContext(ctx, "payment already refunded, event ignored")
 		return nil
 	case errors.Is(err, ErrNotCharged):
-		s.logger.WarnContext(ctx, "payment was not charged, nothing to refund", "status", p.Status)
+		s.logger.WarnContext(ctx, "payment was not charged, nothing to refund", telemetry.LogStatus, p.Status)
 		return nil
 	case err != nil:
 		return err
@@ -165,38 +167,13 @@ func (s *service) refundPayment(ctx context.Context, tx pgx.Tx, cause events.Env
 			return fmt.Errorf("refund order %s: account %s is missing", p.OrderID, p.CustomerID)
 		}
 	}
-	err = s.emit(ctx, tx, cause, events.PaymentRefunded{
+	err = outbox.Emit(ctx, tx, serviceName, cause, events.PaymentRefunded{
 		OrderID: u.OrderID, CustomerID: p.CustomerID, AmountCents: p.AmountCents, Reason: events.ReasonOutOfStock,
 	})
 	if err != nil {
 		return err
 	}
-	s.metrics.refunds.Inc()
-	s.logger.InfoContext(ctx, "payment refunded", "customer_id", p.CustomerID, "amount_cents", p.AmountCents, "missing_skus", u.MissingSKUs)
+	consumer.AfterCommit(ctx, s.metrics.refunds.Inc)
+	s.logger.InfoContext(ctx, "payment refunded", telemetry.LogCustomerID, p.CustomerID, "amount_cents", p.AmountCents, "missing_skus", u.MissingSKUs)
 	return nil
-}
-
-// emit writes payload to the outbox in tx as caused by cause.
-func (s *service) emit(ctx context.Context, tx pgx.Tx, cause events.Envelope, payload events.Payload) error {
-	env, err := events.New(serviceName, payload)
-	if err != nil {
-		return err
-	}
-	return outbox.Write(ctx, tx, events.TopicPayments, env.CausedBy(cause))
-}
-
-func itemsFromEvent(in []events.Item) []Item {
-	out := make([]Item, len(in))
-	for i, it := range in {
-		out[i] = Item{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents}
-	}
-	return out
-}
-
-func itemsToEvent(in []Item) []events.Item {
-	out := make([]events.Item, len(in))
-	for i, it := range in {
-		out[i] = events.Item{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents}
-	}
-	return out
 }

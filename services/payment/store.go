@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sagashop/sagashop/pkg/events"
 )
 
 // querier is what the reads need: a pool, a connection or a transaction.
@@ -28,16 +30,15 @@ type paymentRow struct {
 	CustomerID  string    `db:"customer_id"`
 	AmountCents int64     `db:"amount_cents"`
 	Status      string    `db:"status"`
-	Items       []Item    `db:"items"`
 	CreatedAt   time.Time `db:"created_at"`
 	UpdatedAt   time.Time `db:"updated_at"`
 }
 
 func (r paymentRow) payment() Payment {
-	return Payment{OrderID: r.OrderID, CustomerID: r.CustomerID, AmountCents: r.AmountCents, Status: Status(r.Status), Items: r.Items}
+	return Payment{OrderID: r.OrderID, CustomerID: r.CustomerID, AmountCents: r.AmountCents, Status: Status(r.Status)}
 }
 
-const paymentColumns = `order_id::text AS order_id, customer_id, amount_cents, status, items, created_at, updated_at`
+const paymentColumns = `order_id::text AS order_id, customer_id, amount_cents, status, created_at, updated_at`
 
 // addDeposit records a deposit and adds it to the balance, opening the
 // account on the first one. It returns the account as it is afterwards.
@@ -127,13 +128,12 @@ func queryPayment(ctx context.Context, q querier, sql, orderID string) (Payment,
 	return row.payment(), nil
 }
 
-// insertPayment stores a new payment. A payment for the same order
-// committed meanwhile makes it fail (primary key), and the whole use case
-// with it.
-func insertPayment(ctx context.Context, tx pgx.Tx, p Payment) error {
-	items := p.Items
+// insertPayment stores a new payment with the order's items. A payment for
+// the same order committed meanwhile makes it fail (primary key), and the
+// whole use case with it.
+func insertPayment(ctx context.Context, tx pgx.Tx, p Payment, items []events.Item) error {
 	if items == nil {
-		items = []Item{}
+		items = []events.Item{}
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO payments (order_id, customer_id, amount_cents, status, items)
