@@ -2,21 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/sagashop/sagashop/pkg/database"
 	"github.com/sagashop/sagashop/pkg/events"
 )
-
-// querier is what the reads need: a pool, a connection or a transaction.
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
 
 type accountRow struct {
 	CustomerID   string    `db:"customer_id"`
@@ -62,15 +55,9 @@ func addDeposit(ctx context.Context, tx pgx.Tx, customerID string, amountCents i
 }
 
 // getAccount returns a customer's account, or ErrNotFound.
-func getAccount(ctx context.Context, q querier, customerID string) (Account, error) {
-	rows, err := q.Query(ctx, `SELECT customer_id, balance_cents, created_at, updated_at FROM accounts WHERE customer_id = $1`, customerID)
-	if err != nil {
-		return Account{}, fmt.Errorf("get account %s: %w", customerID, err)
-	}
-	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[accountRow])
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Account{}, ErrNotFound
-	}
+func getAccount(ctx context.Context, q database.Querier, customerID string) (Account, error) {
+	row, err := database.QueryOne[accountRow](ctx, q, ErrNotFound,
+		`SELECT customer_id, balance_cents, created_at, updated_at FROM accounts WHERE customer_id = $1`, customerID)
 	if err != nil {
 		return Account{}, fmt.Errorf("get account %s: %w", customerID, err)
 	}
@@ -104,7 +91,7 @@ func creditAccount(ctx context.Context, tx pgx.Tx, customerID string, amountCent
 
 // getPayment returns the payment of an order, or ErrNotFound. orderID must
 // be a UUID.
-func getPayment(ctx context.Context, q querier, orderID string) (Payment, error) {
+func getPayment(ctx context.Context, q database.Querier, orderID string) (Payment, error) {
 	return queryPayment(ctx, q, `SELECT `+paymentColumns+` FROM payments WHERE order_id = $1`, orderID)
 }
 
@@ -113,15 +100,8 @@ func lockPayment(ctx context.Context, tx pgx.Tx, orderID string) (Payment, error
 	return queryPayment(ctx, tx, `SELECT `+paymentColumns+` FROM payments WHERE order_id = $1 FOR UPDATE`, orderID)
 }
 
-func queryPayment(ctx context.Context, q querier, sql, orderID string) (Payment, error) {
-	rows, err := q.Query(ctx, sql, orderID)
-	if err != nil {
-		return Payment{}, fmt.Errorf("get payment %s: %w", orderID, err)
-	}
-	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[paymentRow])
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Payment{}, ErrNotFound
-	}
+func queryPayment(ctx context.Context, q database.Querier, sql, orderID string) (Payment, error) {
+	row, err := database.QueryOne[paymentRow](ctx, q, ErrNotFound, sql, orderID)
 	if err != nil {
 		return Payment{}, fmt.Errorf("get payment %s: %w", orderID, err)
 	}
