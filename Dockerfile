@@ -21,8 +21,8 @@ ENV CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
-COPY tools/containers/sagashopctl/ tools/containers/sagashopctl/
-RUN cd tools/containers/sagashopctl && go build -ldflags="-s -w" -o /out/sagashopctl .
+COPY tools/sagashopctl/ tools/sagashopctl/
+RUN cd tools/sagashopctl && go build -ldflags="-s -w" -o /out/sagashopctl .
 COPY pkg/ pkg/
 COPY services/ services/
 RUN go build -ldflags="-s -w" -o /out/ ./services/...

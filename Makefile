@@ -13,16 +13,16 @@ run:
 	tools/run.sh
 
 ## test: start the local infrastructure if needed, then gofmt, go vet and every test (unit, integration, e2e) with -race,
-## also those of sagashopctl, the container helper module
+## also those of sagashopctl (tools/sagashopctl, a module of its own)
 test: infra-up lint
 	$(GOTEST) $(PKGS)
-	cd tools/containers/sagashopctl && $(GOTEST) ./...
+	cd tools/sagashopctl && $(GOTEST) ./...
 
 ## lint: gofmt and go vet
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	cd tools/containers/sagashopctl && $(GO) vet ./...
+	cd tools/sagashopctl && $(GO) vet ./...
 
 ## unit: the tests without the e2e suite (still against the real PostgreSQL and Kafka)
 unit: infra-up

@@ -1,3 +1,3 @@
-module sagashop/tools/containers/sagashopctl
+module sagashop/tools/sagashopctl
 
 go 1.26

@@ -1,11 +1,13 @@
-// Command sagashopctl is the small helper the service images carry, since
-// their runtime image has no shell, curl or wget:
+// Command sagashopctl is Sagashop's small operations tool. The service
+// images carry it, since their runtime image has no shell, curl or wget, and
+// make run builds it:
 //
 //	sagashopctl health   exit 0 when the service in this container answers
 //	                     GET /readyz with 200 (the compose healthcheck)
-//	sagashopctl seed     the demo data of make run: products mug, tshirt and
-//	                     poster; customers alice (100.00) and bob (5.00),
-//	                     deposited only when the account does not exist yet
+//	sagashopctl seed     the demo data (make run and compose's seed service):
+//	                     products mug, tshirt and poster; customers alice
+//	                     (100.00) and bob (5.00), deposited only when the
+//	                     account does not exist yet
 //
 // It uses only the standard library and reads the same variables as the
 // services (HTTP_ADDR), so it needs no configuration of its own in compose.
@@ -104,7 +106,7 @@ func health(ctx context.Context, url string) error {
 	return nil
 }
 
-// The demo data, the same as tools/run.sh seeds.
+// The demo data: the one copy of it (make run and compose both seed with this).
 var (
 	products = []struct {
 		sku, name        string
