@@ -3,7 +3,9 @@ package events
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -249,6 +251,34 @@ func TestParseOrderID(t *testing.T) {
 		id, err := ParseOrderID(in)
 		if ok != (err == nil) || (err != nil && !errors.Is(err, ErrMalformed)) {
 			t.Errorf("ParseOrderID(%q) = %v, %v", in, id, err)
+		}
+	}
+}
+
+// docs/flows.md's table of events must say what Saga says: who emits each
+// type, on which topic.
+func TestFlowsDocumentMatchesRoutes(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/flows.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| (\\w+) \\| (\\w+) \\(`([a-z.]+)`")
+	seen := map[string]bool{}
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		typ, source, topic := m[1], m[2], m[3]
+		want, ok := RouteOf(typ)
+		if !ok {
+			t.Errorf("docs/flows.md lists %s, which has no route", typ)
+			continue
+		}
+		if want != (Route{Topic: topic, Source: source}) {
+			t.Errorf("docs/flows.md: %s emitted by %s on %s; routes.go says %s on %s", typ, source, topic, want.Source, want.Topic)
+		}
+		seen[typ] = true
+	}
+	for typ := range Saga() {
+		if !seen[typ] {
+			t.Errorf("docs/flows.md does not list %s", typ)
 		}
 	}
 }
