@@ -81,7 +81,7 @@ func NewTracerProvider(ctx context.Context, cfg TraceConfig) (trace.TracerProvid
 type ErrorLogger struct{ Logger *slog.Logger }
 
 // Handle logs err at warning level.
-func (h ErrorLogger) Handle(err error) { h.Logger.Warn("telemetry error", "err", err) }
+func (h ErrorLogger) Handle(err error) { h.Logger.Warn("telemetry error", Err(err)) }
 
 // orderIDProcessor stamps order.id on every span started in a context that
 // carries an order_id log attribute (see WithLogAttrs), so that the spans of
