@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -10,25 +9,20 @@ import (
 	"github.com/sagashop/sagashop/pkg/events"
 )
 
-// handlers maps the event types shipping consumes to its use cases.
+// handlers maps the event types shipping consumes to its use cases; the
+// consumer reads the topics they travel on and skips other types.
 func (s *service) handlers() map[string]consumer.Handler {
 	return map[string]consumer.Handler{
 		events.TypeInventoryReserved: s.onInventoryReserved,
 	}
 }
 
+// onInventoryReserved ships the order. An event that does not decode, or
+// whose order id is no UUID, can never succeed: it is dead-lettered.
 func (s *service) onInventoryReserved(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
-	r, err := events.Decode[events.InventoryReserved](e)
+	r, orderID, err := consumer.DecodeOrder[events.InventoryReserved](e)
 	if err != nil {
-		return consumer.Permanent(err)
+		return err
 	}
-	orderID, ok := parseOrderID(r.OrderID)
-	if !ok {
-		return consumer.Permanent(fmt.Errorf("%s %s: order id %q is not a UUID", e.Type, e.ID, r.OrderID))
-	}
-	items := make([]Item, len(r.Items))
-	for i, it := range r.Items {
-		items[i] = Item{SKU: it.SKU, Quantity: it.Quantity}
-	}
-	return s.ship(ctx, tx, e, orderID, items)
+	return s.ship(ctx, tx, e, orderID, r.Items)
 }

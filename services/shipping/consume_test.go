@@ -26,7 +26,7 @@ func TestInventoryReservedShipsTheOrder(t *testing.T) {
 	orderID := uuid.Must(uuid.NewV7()).String()
 	e := servicetest.Event(t, "test", reserved(orderID))
 
-	if err := ts.apply(t, e); err != nil {
+	if err := ts.Apply(t, e); err != nil {
 		t.Fatal(err)
 	}
 
@@ -37,9 +37,12 @@ func TestInventoryReservedShipsTheOrder(t *testing.T) {
 	if sh.Status != StatusShipped || !ValidTrackingNumber(sh.TrackingNumber) {
 		t.Errorf("shipment = %+v, want SHIPPED with a valid tracking number", sh)
 	}
-	wantItems := []Item{{SKU: "SKU-1", Quantity: 2}, {SKU: "SKU-2", Quantity: 1}}
-	if len(sh.Items) != 2 || sh.Items[0] != wantItems[0] || sh.Items[1] != wantItems[1] {
-		t.Errorf("items = %+v, want %+v", sh.Items, wantItems)
+	var items []events.Item
+	if err := ts.pool.QueryRow(t.Context(), `SELECT items FROM shipments WHERE order_id = $1`, orderID).Scan(&items); err != nil {
+		t.Fatal(err)
+	}
+	if want := reserved(orderID).Items; len(items) != 2 || items[0] != want[0] || items[1] != want[1] {
+		t.Errorf("stored items = %+v, want the reservation's %+v", items, want)
 	}
 
 	out := servicetest.Outbox(t, ts.pool)
@@ -56,8 +59,33 @@ func TestInventoryReservedShipsTheOrder(t *testing.T) {
 	if shipped.OrderID != orderID || shipped.TrackingNumber != sh.TrackingNumber {
 		t.Errorf("OrderShipped = %+v, want order %s with tracking number %s", shipped, orderID, sh.TrackingNumber)
 	}
-	if got := servicetest.Metric(t, ts.registry, "shipments_total"); got != 1 {
+	if got := servicetest.Metric(t, ts.Registry, "shipments_total"); got != 1 {
 		t.Errorf("shipments_total = %v, want 1", got)
+	}
+}
+
+// A transaction that does not commit ships nothing and counts nothing: the
+// metric follows committed shipments only.
+func TestRolledBackShipmentIsNotCounted(t *testing.T) {
+	ts := newTestService(t)
+	e := servicetest.Event(t, "test", reserved(uuid.Must(uuid.NewV7()).String()))
+	h := servicetest.Handler(t, ts.handlers(), e.Type)
+
+	if err := servicetest.Deliver(t, ts.pool, servicetest.RollBack(h), e); !errors.Is(err, servicetest.ErrRolledBack) {
+		t.Fatalf("err = %v, want the rollback", err)
+	}
+	if got := servicetest.Metric(t, ts.Registry, "shipments_total"); got != 0 {
+		t.Errorf("shipments_total = %v after a rolled-back attempt, want 0", got)
+	}
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM shipments`); n != 0 {
+		t.Errorf("%d shipments after a rolled-back attempt, want none", n)
+	}
+
+	if err := ts.Apply(t, e); err != nil {
+		t.Fatal(err)
+	}
+	if got := servicetest.Metric(t, ts.Registry, "shipments_total"); got != 1 {
+		t.Errorf("shipments_total = %v after the committed retry, want 1", got)
 	}
 }
 
@@ -68,14 +96,14 @@ func TestInventoryReservedTwiceShipsOnce(t *testing.T) {
 	// The same business fact under two event ids (e.g. a producer retry
 	// before its outbox row was deleted): the inbox cannot tell, the state can.
 	first, second := servicetest.Event(t, "test", reserved(orderID)), servicetest.Event(t, "test", reserved(orderID))
-	if err := ts.apply(t, first); err != nil {
+	if err := ts.Apply(t, first); err != nil {
 		t.Fatal(err)
 	}
 	before, err := getShipment(context.Background(), ts.pool, uuid.MustParse(orderID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ts.apply(t, second); err != nil {
+	if err := ts.Apply(t, second); err != nil {
 		t.Fatal(err)
 	}
 	after, err := getShipment(context.Background(), ts.pool, uuid.MustParse(orderID))
@@ -99,7 +127,7 @@ func TestInventoryReservedConcurrentlyShipsOnce(t *testing.T) {
 	errs := make(chan error, 4)
 	for range cap(errs) {
 		e := servicetest.Event(t, "test", reserved(orderID))
-		go func() { errs <- ts.apply(t, e) }()
+		go func() { errs <- ts.Apply(t, e) }()
 	}
 	for range cap(errs) {
 		if err := <-errs; err != nil {
@@ -135,7 +163,7 @@ func TestInventoryReservedMalformedIsPermanent(t *testing.T) {
 			e := valid
 			e.ID = uuid.NewString()
 			tt.mangle(&e)
-			err := ts.apply(t, e)
+			err := ts.Apply(t, e)
 			if !errors.Is(err, consumer.ErrPermanent) {
 				t.Fatalf("err = %v, want a permanent error", err)
 			}

@@ -17,13 +17,13 @@ func get(t *testing.T, ts testService, path string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
 	req.URL = &url.URL{Path: path, RawPath: path}
-	return servicetest.Serve(t, ts.handler, req)
+	return servicetest.Serve(t, ts.Handler, req)
 }
 
 func TestGetShipment(t *testing.T) {
 	ts := newTestService(t)
 	orderID := uuid.Must(uuid.NewV7()).String()
-	if err := ts.apply(t, servicetest.Event(t, "test", reserved(orderID))); err != nil {
+	if err := ts.Apply(t, servicetest.Event(t, "test", reserved(orderID))); err != nil {
 		t.Fatal(err)
 	}
 
@@ -73,7 +73,7 @@ func TestGetShipmentNotFound(t *testing.T) {
 
 func TestShipmentsWrongMethod(t *testing.T) {
 	ts := newTestService(t)
-	rec := servicetest.Request(t, ts.handler, http.MethodPost, "/shipments/"+uuid.NewString(), `{}`)
+	rec := servicetest.Request(t, ts.Handler, http.MethodPost, "/shipments/"+uuid.NewString(), `{}`)
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST: status = %d, want 405", rec.Code)
 	}

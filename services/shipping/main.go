@@ -47,7 +47,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return err
 	}
 	defer p.Close()
-	s := newService(p.Pool, p.Logger, p.Registry)
+	s, err := newService(p.Pool, p.Logger, p.Registry)
+	if err != nil {
+		return err
+	}
 	return p.Run(ctx, platform.Parts{
 		Routes:   s.routes,
 		Handlers: s.handlers(),

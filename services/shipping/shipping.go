@@ -15,19 +15,13 @@ const StatusShipped = "SHIPPED"
 // ErrNotFound: no shipment for the order (it has not shipped, or never will).
 var ErrNotFound = errors.New("shipment not found")
 
-// Shipment is one order on its way to the customer.
+// Shipment is one order on its way to the customer. The order's items are
+// stored with it, but the shipping service does not interpret them.
 type Shipment struct {
 	OrderID        string
 	TrackingNumber string
 	Status         string
-	Items          []Item
 	CreatedAt      time.Time
-}
-
-// Item is one line of a shipment.
-type Item struct {
-	SKU      string `json:"sku"`
-	Quantity int    `json:"quantity"`
 }
 
 // Tracking numbers are "SS" and 12 upper-case letters or digits: 36^12

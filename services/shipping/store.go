@@ -2,27 +2,28 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sagashop/sagashop/pkg/database"
+	"github.com/sagashop/sagashop/pkg/events"
 )
 
-// querier is what reads need: a pool or a transaction.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
-// insertShipment stores sh unless a shipment for its order, or one with its
-// tracking number, already exists; inserted reports which.
-func insertShipment(ctx context.Context, tx pgx.Tx, sh Shipment) (inserted bool, err error) {
+// insertShipment stores sh with the order's items unless a shipment for its
+// order, or one with its tracking number, already exists; inserted reports
+// which.
+func insertShipment(ctx context.Context, tx pgx.Tx, sh Shipment, items []events.Item) (inserted bool, err error) {
+	if items == nil {
+		items = []events.Item{}
+	}
 	tag, err := tx.Exec(ctx, `
 		INSERT INTO shipments (order_id, tracking_number, status, items)
 		VALUES ($1, $2, $3, $4)
 		ON CONFLICT DO NOTHING`,
-		sh.OrderID, sh.TrackingNumber, sh.Status, sh.Items)
+		sh.OrderID, sh.TrackingNumber, sh.Status, items)
 	if err != nil {
 		return false, fmt.Errorf("insert shipment %s: %w", sh.OrderID, err)
 	}
@@ -42,30 +43,16 @@ type shipmentRow struct {
 	OrderID        uuid.UUID `db:"order_id"`
 	TrackingNumber string    `db:"tracking_number"`
 	Status         string    `db:"status"`
-	Items          []Item    `db:"items"`
 	CreatedAt      time.Time `db:"created_at"`
 }
 
 // getShipment returns the shipment of an order, or ErrNotFound.
-func getShipment(ctx context.Context, q querier, orderID uuid.UUID) (Shipment, error) {
-	rows, err := q.Query(ctx, `
-		SELECT order_id, tracking_number, status, items, created_at
+func getShipment(ctx context.Context, q database.Querier, orderID uuid.UUID) (Shipment, error) {
+	r, err := database.QueryOne[shipmentRow](ctx, q, ErrNotFound, `
+		SELECT order_id, tracking_number, status, created_at
 		FROM shipments WHERE order_id = $1`, orderID)
 	if err != nil {
 		return Shipment{}, fmt.Errorf("get shipment %s: %w", orderID, err)
 	}
-	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[shipmentRow])
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Shipment{}, ErrNotFound
-	}
-	if err != nil {
-		return Shipment{}, fmt.Errorf("get shipment %s: %w", orderID, err)
-	}
-	return Shipment{
-		OrderID:        r.OrderID.String(),
-		TrackingNumber: r.TrackingNumber,
-		Status:         r.Status,
-		Items:          r.Items,
-		CreatedAt:      r.CreatedAt,
-	}, nil
+	return Shipment{OrderID: r.OrderID.String(), TrackingNumber: r.TrackingNumber, Status: r.Status, CreatedAt: r.CreatedAt}, nil
 }
