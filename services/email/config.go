@@ -8,8 +8,13 @@ import (
 	"net/mail"
 	"strconv"
 
+	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/platform"
 )
+
+// serviceName is the service's name: its consumer group, its event source,
+// its database role prefix and its default OTEL service name.
+const serviceName = events.SourceEmail
 
 // config is everything the email service reads from its environment.
 type config struct {
@@ -32,7 +37,7 @@ const defaultFrom = "orders@sagashop.invalid"
 
 func loadConfig(getenv func(string) string) (config, error) {
 	var problems []error
-	pc, err := platform.ParseConfig(getenv, "email", ":8085")
+	pc, err := platform.ParseConfig(getenv, serviceName, ":8085")
 	if err != nil {
 		problems = append(problems, err)
 	}

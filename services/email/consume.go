@@ -4,14 +4,14 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
 )
 
-// handlers maps the event types email consumes to its use cases.
+// handlers maps the event types email consumes to its use cases; the
+// consumer reads the topics they travel on and skips other types.
 func (s *service) handlers() map[string]consumer.Handler {
 	return map[string]consumer.Handler{
 		events.TypeOrderCreated:   s.onOrderCreated,
@@ -20,12 +20,11 @@ func (s *service) handlers() map[string]consumer.Handler {
 	}
 }
 
+// onOrderCreated remembers the order's recipient. An event that does not
+// decode, whose order id is no UUID or whose address is no bare address
+// can never succeed: it is dead-lettered.
 func (s *service) onOrderCreated(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
-	p, err := events.Decode[events.OrderCreated](e)
-	if err != nil {
-		return consumer.Permanent(err)
-	}
-	orderID, err := eventOrderID(e, p.OrderID)
+	p, orderID, err := consumer.DecodeOrder[events.OrderCreated](e)
 	if err != nil {
 		return err
 	}
@@ -36,11 +35,7 @@ func (s *service) onOrderCreated(ctx context.Context, tx pgx.Tx, e events.Envelo
 }
 
 func (s *service) onOrderShipped(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
-	p, err := events.Decode[events.OrderShipped](e)
-	if err != nil {
-		return consumer.Permanent(err)
-	}
-	orderID, err := eventOrderID(e, p.OrderID)
+	p, orderID, err := consumer.DecodeOrder[events.OrderShipped](e)
 	if err != nil {
 		return err
 	}
@@ -48,23 +43,16 @@ func (s *service) onOrderShipped(ctx context.Context, tx pgx.Tx, e events.Envelo
 }
 
 func (s *service) onOrderCancelled(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
-	p, err := events.Decode[events.OrderCancelled](e)
-	if err != nil {
-		return consumer.Permanent(err)
-	}
-	orderID, err := eventOrderID(e, p.OrderID)
+	p, orderID, err := consumer.DecodeOrder[events.OrderCancelled](e)
 	if err != nil {
 		return err
 	}
-	return s.notify(ctx, tx, e, orderID, CancelledEmail(orderID.String(), p.Reason))
+	return s.notify(ctx, tx, e, orderID, CancelledEmail(orderID.String(), p.Reason, explanations[p.Reason]))
 }
 
-// eventOrderID parses the order id of an event's payload; one that is not a
-// UUID never will be, so the error is permanent.
-func eventOrderID(e events.Envelope, s string) (uuid.UUID, error) {
-	id, ok := parseOrderID(s)
-	if !ok {
-		return uuid.UUID{}, consumer.Permanent(fmt.Errorf("%s %s: order id %q is not a UUID", e.Type, e.ID, truncate(s, 64)))
-	}
-	return id, nil
+// explanations say what the saga's cancellation reasons mean for the
+// customer; an email about any other reason only quotes it.
+var explanations = map[string]string{
+	events.ReasonPaymentFailed: "We could not take the payment for it; nothing was charged.",
+	events.ReasonOutOfStock:    "An item in it was out of stock; your payment has been refunded.",
 }

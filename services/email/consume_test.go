@@ -38,7 +38,7 @@ func newOrderID() string { return uuid.Must(uuid.NewV7()).String() }
 
 func mustApply(t *testing.T, ts testService, e events.Envelope) {
 	t.Helper()
-	if err := ts.apply(t, e); err != nil {
+	if err := ts.Apply(t, e); err != nil {
 		t.Fatalf("%s: %v", e.Type, err)
 	}
 }
@@ -82,7 +82,7 @@ func TestOrderShippedBeforeOrderCreatedWaitsForTheRecipient(t *testing.T) {
 	if n := len(srv.received()); n != 0 {
 		t.Errorf("SMTP server received %d messages before the recipient is known, want none", n)
 	}
-	if v := servicetest.Metric(t, ts.registry, "emails_pending"); v != 1 {
+	if v := servicetest.Metric(t, ts.Registry, "emails_pending"); v != 1 {
 		t.Errorf("emails_pending = %v, want 1", v)
 	}
 
@@ -101,10 +101,10 @@ func TestOrderShippedBeforeOrderCreatedWaitsForTheRecipient(t *testing.T) {
 	if len(msgs[0].To) != 1 || msgs[0].To[0] != ada || msgs[0].Subject != "Your order "+orderID+" has shipped" || !strings.Contains(msgs[0].Body, "SSABCDEF123456") {
 		t.Errorf("message = %+v", msgs[0])
 	}
-	if v := servicetest.Metric(t, ts.registry, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
+	if v := servicetest.Metric(t, ts.Registry, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
 		t.Errorf("emails_sent_total{order_shipped} = %v, want 1", v)
 	}
-	if v := servicetest.Metric(t, ts.registry, "emails_pending"); v != 0 {
+	if v := servicetest.Metric(t, ts.Registry, "emails_pending"); v != 0 {
 		t.Errorf("emails_pending = %v, want 0", v)
 	}
 
@@ -155,7 +155,7 @@ func TestOrderShippedTwiceSendsOneEmail(t *testing.T) {
 	if n := len(srv.received()); n != 1 {
 		t.Errorf("SMTP server received %d messages, want 1", n)
 	}
-	if v := servicetest.Metric(t, ts.registry, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
+	if v := servicetest.Metric(t, ts.Registry, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
 		t.Errorf("emails_sent_total{order_shipped} = %v, want 1", v)
 	}
 }
@@ -173,11 +173,11 @@ func TestOrderCancelledSendsOneEmail(t *testing.T) {
 	if len(got) != 1 || got[0].Kind != KindOrderCancelled || !got[0].Sent || *got[0].To != ada {
 		t.Fatalf("emails = %+v, want one order_cancelled email sent to %s", got, ada)
 	}
-	if got[0].Subject != "Your order "+orderID+" was cancelled" || !strings.Contains(got[0].Body, "out_of_stock") {
+	if got[0].Subject != "Your order "+orderID+" was cancelled" || !strings.Contains(got[0].Body, "Reason: out_of_stock") || !strings.Contains(got[0].Body, "refunded") {
 		t.Errorf("subject %q body %q, want the cancellation with its reason", got[0].Subject, got[0].Body)
 	}
 	checkNotified(t, ts, orderID, []string{KindOrderCancelled}, []string{first.ID})
-	if v := servicetest.Metric(t, ts.registry, "emails_sent_total", "kind", KindOrderCancelled); v != 1 {
+	if v := servicetest.Metric(t, ts.Registry, "emails_sent_total", "kind", KindOrderCancelled); v != 1 {
 		t.Errorf("emails_sent_total{order_cancelled} = %v, want 1", v)
 	}
 }
@@ -186,8 +186,8 @@ func TestOrderCancelledBeforeOrderCreatedWaits(t *testing.T) {
 	ts := newTestService(t, nil)
 	orderID := newOrderID()
 	mustApply(t, ts, servicetest.Event(t, "test", cancelled(orderID, events.ReasonPaymentFailed)))
-	if got := ts.emails(t); len(got) != 1 || got[0].Sent {
-		t.Fatalf("emails = %+v, want one pending", got)
+	if got := ts.emails(t); len(got) != 1 || got[0].Sent || !strings.Contains(got[0].Body, "could not take the payment") {
+		t.Fatalf("emails = %+v, want one pending, explaining the failed payment", got)
 	}
 	e := servicetest.Event(t, "test", created(orderID, ada))
 	mustApply(t, ts, e)
@@ -218,7 +218,7 @@ func TestSMTPFailureIsRetriedAndRecordsNothing(t *testing.T) {
 	srv.failMail("451 4.3.0 try again later")
 
 	e := servicetest.Event(t, "test", shipped(orderID))
-	err := ts.apply(t, e)
+	err := ts.Apply(t, e)
 	if !errors.Is(err, consumer.ErrTransient) || errors.Is(err, consumer.ErrPermanent) {
 		t.Fatalf("err = %v, want a transient error", err)
 	}
@@ -228,7 +228,7 @@ func TestSMTPFailureIsRetriedAndRecordsNothing(t *testing.T) {
 	if out := servicetest.Outbox(t, ts.pool); len(out) != 0 {
 		t.Errorf("outbox has %d events after a failed delivery, want none", len(out))
 	}
-	if v := servicetest.Metric(t, ts.registry, "emails_sent_total", "kind", KindOrderShipped); v != 0 {
+	if v := servicetest.Metric(t, ts.Registry, "emails_sent_total", "kind", KindOrderShipped); v != 0 {
 		t.Errorf("emails_sent_total{order_shipped} = %v, want 0", v)
 	}
 
@@ -241,6 +241,39 @@ func TestSMTPFailureIsRetriedAndRecordsNothing(t *testing.T) {
 	checkNotified(t, ts, orderID, []string{KindOrderShipped}, []string{e.ID})
 	if n := len(srv.received()); n != 1 {
 		t.Errorf("SMTP server received %d messages, want 1", n)
+	}
+}
+
+// emails_sent_total follows the committed record: an attempt that delivers
+// and then fails to commit is not counted, though the mail server has the
+// email (delivery is at-least-once); its redelivery is counted once.
+func TestRolledBackSendIsNotCounted(t *testing.T) {
+	srv := newSMTPServer(t)
+	ts := newTestService(t, testSender(srv.addr))
+	orderID := newOrderID()
+	mustApply(t, ts, servicetest.Event(t, "test", created(orderID, ada)))
+	e := servicetest.Event(t, "test", shipped(orderID))
+
+	h := servicetest.Handler(t, ts.handlers(), e.Type)
+	if err := servicetest.Deliver(t, ts.pool, servicetest.RollBack(h), e); !errors.Is(err, servicetest.ErrRolledBack) {
+		t.Fatalf("err = %v, want the rollback", err)
+	}
+	if v := servicetest.Metric(t, ts.Registry, "emails_sent_total", "kind", KindOrderShipped); v != 0 {
+		t.Errorf("emails_sent_total{order_shipped} = %v after a rolled-back attempt, want 0", v)
+	}
+	if got := ts.emails(t); len(got) != 0 {
+		t.Errorf("emails = %+v after a rolled-back attempt, want none", got)
+	}
+	if n := len(srv.received()); n != 1 {
+		t.Errorf("SMTP server received %d messages from the rolled-back attempt, want 1 (delivered before commit)", n)
+	}
+
+	mustApply(t, ts, e)
+	if v := servicetest.Metric(t, ts.Registry, "emails_sent_total", "kind", KindOrderShipped); v != 1 {
+		t.Errorf("emails_sent_total{order_shipped} = %v after the committed retry, want 1", v)
+	}
+	if n := len(srv.received()); n != 2 {
+		t.Errorf("SMTP server received %d messages, want 2 (at-least-once)", n)
 	}
 }
 
@@ -257,7 +290,7 @@ func TestSMTPFailureOnOrderCreatedKeepsEmailsPending(t *testing.T) {
 	orderID := newOrderID()
 	mustApply(t, ts, servicetest.Event(t, "test", shipped(orderID)))
 
-	err = ts.apply(t, servicetest.Event(t, "test", created(orderID, ada)))
+	err = ts.Apply(t, servicetest.Event(t, "test", created(orderID, ada)))
 	var netErr net.Error
 	if !errors.Is(err, consumer.ErrTransient) || errors.Is(err, consumer.ErrPermanent) || !errors.As(err, &netErr) {
 		t.Fatalf("err = %v, want a transient network error", err)
@@ -313,7 +346,7 @@ func TestDeliveryFailureClassification(t *testing.T) {
 			ts := newTestService(t, testSender(tt.addr(t)))
 			orderID := newOrderID()
 			mustApply(t, ts, servicetest.Event(t, "test", created(orderID, ada)))
-			err := ts.apply(t, servicetest.Event(t, "test", shipped(orderID)))
+			err := ts.Apply(t, servicetest.Event(t, "test", shipped(orderID)))
 			other := consumer.ErrPermanent
 			if tt.want == consumer.ErrPermanent {
 				other = consumer.ErrTransient
@@ -407,7 +440,7 @@ func TestMalformedEventsArePermanent(t *testing.T) {
 			if tt.version != 0 {
 				e.SchemaVersion = tt.version
 			}
-			if err := ts.apply(t, e); !errors.Is(err, consumer.ErrPermanent) {
+			if err := ts.Apply(t, e); !errors.Is(err, consumer.ErrPermanent) {
 				t.Errorf("err = %v, want a permanent error", err)
 			}
 		})

@@ -78,15 +78,14 @@ func ShippedEmail(orderID, trackingNumber string) Message {
 // maxReasonLen caps the reason quoted in an email; reasons are short codes.
 const maxReasonLen = 200
 
-// CancelledEmail tells the customer that the order was cancelled and why.
-func CancelledEmail(orderID, reason string) Message {
+// CancelledEmail tells the customer that the order was cancelled and why:
+// reason is the cancellation's short code, quoted as it is; explanation,
+// when there is one, says in a sentence what it means for the customer.
+func CancelledEmail(orderID, reason, explanation string) Message {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Hello,\n\nyour order %s was cancelled.\n", orderID)
-	switch reason {
-	case "payment_failed":
-		b.WriteString("We could not take the payment for it; nothing was charged.\n")
-	case "out_of_stock":
-		b.WriteString("An item in it was out of stock; your payment has been refunded.\n")
+	if explanation != "" {
+		b.WriteString(explanation + "\n")
 	}
 	if reason == "" {
 		reason = "unknown"

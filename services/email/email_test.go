@@ -59,27 +59,22 @@ func TestMessages(t *testing.T) {
 			bodyHas: []string{id}, bodyHasNone: []string{"tracking number"},
 		},
 		{
-			name: "cancelled, payment failed", msg: CancelledEmail(id, "payment_failed"),
+			name: "cancelled with an explanation", msg: CancelledEmail(id, "payment_failed", "We could not take the payment for it."),
 			kind: KindOrderCancelled, subject: "Your order " + id + " was cancelled",
-			bodyHas: []string{id, "Reason: payment_failed", "could not take the payment"},
+			bodyHas: []string{id, "Reason: payment_failed", "cancelled.\nWe could not take the payment for it.\n"},
 		},
 		{
-			name: "cancelled, out of stock", msg: CancelledEmail(id, "out_of_stock"),
+			name: "cancelled, nothing to explain", msg: CancelledEmail(id, "customer_request", ""),
 			kind: KindOrderCancelled, subject: "Your order " + id + " was cancelled",
-			bodyHas: []string{"Reason: out_of_stock", "refunded"},
+			bodyHas: []string{"cancelled.\nReason: customer_request\n"},
 		},
 		{
-			name: "cancelled, unknown reason", msg: CancelledEmail(id, "customer_request"),
-			kind: KindOrderCancelled, subject: "Your order " + id + " was cancelled",
-			bodyHas: []string{"Reason: customer_request"}, bodyHasNone: []string{"refunded", "payment"},
-		},
-		{
-			name: "cancelled, no reason", msg: CancelledEmail(id, ""),
+			name: "cancelled, no reason", msg: CancelledEmail(id, "", ""),
 			kind: KindOrderCancelled, subject: "Your order " + id + " was cancelled",
 			bodyHas: []string{"Reason: unknown"},
 		},
 		{
-			name: "cancelled, absurd reason is cut", msg: CancelledEmail(id, strings.Repeat("é", 1000)),
+			name: "cancelled, absurd reason is cut", msg: CancelledEmail(id, strings.Repeat("é", 1000), ""),
 			kind: KindOrderCancelled, subject: "Your order " + id + " was cancelled",
 			bodyHas: []string{"Reason: " + strings.Repeat("é", maxReasonLen/2) + "…"}, bodyHasNone: []string{strings.Repeat("é", maxReasonLen/2+1)},
 		},

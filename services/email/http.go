@@ -1,18 +1,21 @@
 package main
 
 import (
-	"errors"
-	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
-	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/telemetry"
 	"github.com/sagashop/sagashop/pkg/web"
 )
+
+// problems is how the email API answers its domain errors. It has none of
+// its own: a bad query is a 400 (*web.RequestError), an order without
+// emails an empty list, and everything else a 500 (web.Problems.Write).
+var problems = web.Problems{}
 
 // routes adds the email API:
 //
@@ -32,15 +35,13 @@ type emailResponse struct {
 func (s *service) handleListEmails(w http.ResponseWriter, r *http.Request) {
 	orderID, err := queryOrderID(r)
 	if err != nil {
-		s.writeError(w, r, err)
+		problems.Write(w, r, err)
 		return
 	}
-	ctx := telemetry.WithLogAttrs(r.Context(), slog.String(telemetry.LogOrderID, orderID.String()))
-	trace.SpanFromContext(ctx).SetAttributes(telemetry.OrderID.String(orderID.String()))
-	r = r.WithContext(ctx)
-	sent, err := sentEmails(ctx, s.pool, orderID)
+	r = r.WithContext(telemetry.ConcernsOrder(r.Context(), orderID.String()))
+	sent, err := s.sentEmails(r.Context(), orderID)
 	if err != nil {
-		s.writeError(w, r, err)
+		problems.Write(w, r, err)
 		return
 	}
 	out := make([]emailResponse, len(sent))
@@ -62,8 +63,8 @@ func queryOrderID(r *http.Request) (uuid.UUID, error) {
 	case len(values) > 1:
 		problem = "give it once"
 	default:
-		var ok bool
-		if id, ok = parseOrderID(values[0]); !ok || !web.CheckID(values[0]) {
+		var err error
+		if id, err = events.ParseOrderID(values[0]); err != nil {
 			problem = "must be a UUID"
 		}
 	}
@@ -72,18 +73,4 @@ func queryOrderID(r *http.Request) (uuid.UUID, error) {
 			Fields: map[string]string{"order_id": problem}}
 	}
 	return id, nil
-}
-
-// writeError is the one place errors become problem responses.
-func (s *service) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var reqErr *web.RequestError
-	switch {
-	case errors.As(err, &reqErr):
-		web.WriteProblem(w, reqErr.Problem())
-	case errors.Is(err, ErrNotFound):
-		web.WriteProblem(w, web.Problem{Status: http.StatusNotFound})
-	default:
-		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-		web.WriteProblem(w, web.Problem{Status: http.StatusInternalServerError})
-	}
 }

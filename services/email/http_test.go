@@ -19,7 +19,7 @@ func get(t *testing.T, ts testService, rawQuery string) *httptest.ResponseRecord
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, "/emails", nil)
 	req.URL.RawQuery = rawQuery
-	return servicetest.Serve(t, ts.handler, req)
+	return servicetest.Serve(t, ts.Handler, req)
 }
 
 func TestListEmails(t *testing.T) {
@@ -109,7 +109,7 @@ func TestListEmailsBadOrderID(t *testing.T) {
 
 func TestEmailsWrongMethod(t *testing.T) {
 	ts := newTestService(t, nil)
-	rec := servicetest.Request(t, ts.handler, http.MethodPost, "/emails?order_id="+uuid.NewString(), `{"kind":"order_shipped"}`)
+	rec := servicetest.Request(t, ts.Handler, http.MethodPost, "/emails?order_id="+uuid.NewString(), `{"kind":"order_shipped"}`)
 	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Content-Type") != "application/problem+json" {
 		t.Errorf("POST: %d %s, want 405 problem", rec.Code, rec.Header().Get("Content-Type"))
 	}
@@ -121,7 +121,7 @@ func TestEmailsWrongMethod(t *testing.T) {
 func TestMetricsEndpoint(t *testing.T) {
 	ts := newTestService(t, nil)
 	mustApply(t, ts, servicetest.Event(t, "test", shipped(newOrderID())))
-	body := servicetest.Request(t, ts.handler, http.MethodGet, "/metrics", "").Body.String()
+	body := servicetest.Request(t, ts.Handler, http.MethodGet, "/metrics", "").Body.String()
 	for _, want := range []string{"emails_pending 1", `emails_sent_total{kind="order_shipped"} 0`, `emails_sent_total{kind="order_cancelled"} 0`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -64,7 +64,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if cfg.SMTPAddr != "" {
 		sender = newSMTPSender(cfg.SMTPAddr, cfg.SMTPFrom)
 	}
-	s := newService(p.Pool, p.Logger, sender, p.Registry)
+	s, err := newService(p.Pool, p.Logger, sender, p.Registry)
+	if err != nil {
+		return err
+	}
 	return p.Run(ctx, platform.Parts{
 		Routes:   s.routes,
 		Handlers: s.handlers(),

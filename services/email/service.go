@@ -16,26 +16,27 @@ import (
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/outbox"
+	"github.com/sagashop/sagashop/pkg/telemetry"
 )
-
-const serviceName = "email"
 
 // service holds the email use cases and what they need.
 type service struct {
 	pool   *pgxpool.Pool
-	log    *slog.Logger
+	logger *slog.Logger
 	sender Sender // nil: emails are recorded as sent, not delivered
-	sent   *prometheus.CounterVec
+	// sent counts the emails recorded as sent, by kind, once their
+	// transaction has committed (consumer.AfterCommit): it follows the
+	// emails table, so a retried attempt never counts twice. Delivery to the
+	// mail server is at-least-once (see send): an attempt that delivers and
+	// then fails to commit is not counted, its redelivery is.
+	sent *prometheus.CounterVec
 }
 
-func newService(pool *pgxpool.Pool, log *slog.Logger, sender Sender, reg prometheus.Registerer) *service {
+func newService(pool *pgxpool.Pool, logger *slog.Logger, sender Sender, reg prometheus.Registerer) (*service, error) {
 	s := &service{
 		pool:   pool,
-		log:    log,
+		logger: logger,
 		sender: sender,
-		// Counted when the use case hands its transaction back to the
-		// consumer: a commit that fails after that is counted again on its
-		// retry, just as the mail server sees the email again.
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "emails_sent_total",
 			Help: "Emails sent to customers, by kind.",
@@ -48,8 +49,18 @@ func newService(pool *pgxpool.Pool, log *slog.Logger, sender Sender, reg prometh
 		Name: "emails_pending",
 		Help: "Emails waiting for their order's recipient (OrderCreated not seen yet); read from the database on scrape.",
 	}, s.pendingGauge)
-	reg.MustRegister(s.sent, pending)
-	return s
+	for _, c := range []prometheus.Collector{s.sent, pending} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register email metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// sentEmails returns the emails sent about an order, in the order they were
+// sent.
+func (s *service) sentEmails(ctx context.Context, orderID uuid.UUID) ([]SentEmail, error) {
+	return sentEmails(ctx, s.pool, orderID)
 }
 
 // pendingGauge counts pending emails for a scrape; NaN when the database
@@ -59,7 +70,7 @@ func (s *service) pendingGauge() float64 {
 	defer cancel()
 	n, err := countPending(ctx, s.pool)
 	if err != nil {
-		s.log.Warn("emails_pending not refreshed", "error", err)
+		s.logger.Warn("emails_pending not refreshed", telemetry.Err(err))
 		return math.NaN()
 	}
 	return float64(n)
@@ -102,12 +113,12 @@ func (s *service) notify(ctx context.Context, tx pgx.Tx, cause events.Envelope, 
 		return err
 	}
 	if !inserted {
-		s.log.InfoContext(ctx, "email already recorded, nothing to do", "kind", m.Kind)
+		s.logger.InfoContext(ctx, "email already recorded, nothing to do", "kind", m.Kind)
 		return nil
 	}
 	r, err := getRecipient(ctx, tx, orderID)
 	if errors.Is(err, ErrNotFound) {
-		s.log.InfoContext(ctx, "email pending until the order's recipient is known", "kind", m.Kind)
+		s.logger.InfoContext(ctx, "email pending until the order's recipient is known", "kind", m.Kind)
 		return nil
 	}
 	if err != nil {
@@ -126,16 +137,13 @@ func (s *service) notify(ctx context.Context, tx pgx.Tx, cause events.Envelope, 
 // dead-lettered instead; for an OrderCreated that leaves the recipient
 // unknown and the order's emails pending. A crash or failed commit after
 // delivery sends the email again on redelivery: delivery to the mail server
-// is at-least-once, the record is exactly one row per kind.
+// is at-least-once; the record is exactly one row per kind, and
+// emails_sent_total, counted after commit, follows the record.
 func (s *service) send(ctx context.Context, tx pgx.Tx, cause events.Envelope, orderID uuid.UUID, m Message, to string) error {
 	if err := markSent(ctx, tx, orderID, m.Kind, to); err != nil {
 		return err
 	}
-	env, err := events.New(serviceName, events.CustomerNotified{OrderID: orderID.String(), Kind: m.Kind})
-	if err != nil {
-		return err
-	}
-	if err := outbox.Write(ctx, tx, events.TopicEmail, env.CausedBy(cause)); err != nil {
+	if err := outbox.Emit(ctx, tx, serviceName, cause, events.CustomerNotified{OrderID: orderID.String(), Kind: m.Kind}); err != nil {
 		return err
 	}
 	// Deliver last: a database error above must not cost a duplicate email.
@@ -148,17 +156,7 @@ func (s *service) send(ctx context.Context, tx pgx.Tx, cause events.Envelope, or
 			return consumer.Transient(err)
 		}
 	}
-	s.sent.WithLabelValues(m.Kind).Inc()
-	s.log.InfoContext(ctx, "customer notified", "kind", m.Kind, "delivered", s.sender != nil)
+	consumer.AfterCommit(ctx, s.sent.WithLabelValues(m.Kind).Inc)
+	s.logger.InfoContext(ctx, "customer notified", "kind", m.Kind, "delivered", s.sender != nil)
 	return nil
-}
-
-// parseOrderID accepts an order id in the canonical 36-character UUID form
-// (any case) and nothing else.
-func parseOrderID(s string) (uuid.UUID, bool) {
-	if len(s) != 36 {
-		return uuid.UUID{}, false
-	}
-	id, err := uuid.Parse(s)
-	return id, err == nil
 }

@@ -2,38 +2,29 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 // testService is the service on a fresh, migrated schema of the local
-// PostgreSQL, with its router.
+// PostgreSQL, with its real router and its event handlers.
 type testService struct {
 	*service
-	pool     *pgxpool.Pool
-	registry *prometheus.Registry
-	handler  http.Handler
+	*servicetest.Service
 }
 
 // newTestService starts the service with sender (nil: record only).
 func newTestService(t *testing.T, sender Sender) testService {
 	t.Helper()
 	env := servicetest.New(t, serviceName, migrationsFS)
-	s := newService(env.Pool, env.Logger, sender, env.Registry)
-	return testService{service: s, pool: env.Pool, registry: env.Registry, handler: env.Router(s.routes)}
-}
-
-// apply runs the handler for e inside one transaction, as the consumer does.
-func (ts testService) apply(t *testing.T, e events.Envelope) error {
-	t.Helper()
-	return servicetest.Deliver(t, ts.pool, servicetest.Handler(t, ts.handlers(), e.Type), e)
+	s, err := newService(env.Pool, env.Logger, sender, env.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testService{service: s, Service: env.Service(s.routes, s.handlers())}
 }
 
 // emailRow is a row of the emails table.

@@ -2,19 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-)
 
-// querier is what reads need: a pool or a transaction.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+	"github.com/sagashop/sagashop/pkg/database"
+)
 
 // lockOrder serializes the transactions touching one order's emails until
 // tx ends. Without it, OrderShipped could record a pending email while a
@@ -41,16 +36,18 @@ func upsertRecipient(ctx context.Context, tx pgx.Tx, orderID uuid.UUID, r Recipi
 
 // getRecipient returns the recipient of an order, or ErrNotFound while
 // OrderCreated has not arrived.
-func getRecipient(ctx context.Context, q querier, orderID uuid.UUID) (Recipient, error) {
-	r := Recipient{OrderID: orderID.String()}
-	err := q.QueryRow(ctx, `SELECT customer_id, email FROM recipients WHERE order_id = $1`, orderID).Scan(&r.CustomerID, &r.Email)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Recipient{}, ErrNotFound
-	}
+func getRecipient(ctx context.Context, q database.Querier, orderID uuid.UUID) (Recipient, error) {
+	r, err := database.QueryOne[recipientRow](ctx, q, ErrNotFound,
+		`SELECT customer_id, email FROM recipients WHERE order_id = $1`, orderID)
 	if err != nil {
 		return Recipient{}, fmt.Errorf("get recipient of %s: %w", orderID, err)
 	}
-	return r, nil
+	return Recipient{OrderID: orderID.String(), CustomerID: r.CustomerID, Email: r.Email}, nil
+}
+
+type recipientRow struct {
+	CustomerID string `db:"customer_id"`
+	Email      string `db:"email"`
 }
 
 // insertEmail records m as pending unless the order already has an email of
@@ -122,7 +119,7 @@ type sentRow struct {
 
 // sentEmails returns the emails sent about an order, in the order they were
 // sent.
-func sentEmails(ctx context.Context, q querier, orderID uuid.UUID) ([]SentEmail, error) {
+func sentEmails(ctx context.Context, q database.Querier, orderID uuid.UUID) ([]SentEmail, error) {
 	rows, err := q.Query(ctx, `
 		SELECT order_id, kind, to_address, subject, sent_at FROM emails
 		WHERE order_id = $1 AND sent_at IS NOT NULL
@@ -141,9 +138,13 @@ func sentEmails(ctx context.Context, q querier, orderID uuid.UUID) ([]SentEmail,
 	return out, nil
 }
 
-func countPending(ctx context.Context, q querier) (int64, error) {
-	var n int64
-	if err := q.QueryRow(ctx, `SELECT count(*) FROM emails WHERE sent_at IS NULL`).Scan(&n); err != nil {
+func countPending(ctx context.Context, q database.Querier) (int64, error) {
+	rows, err := q.Query(ctx, `SELECT count(*) FROM emails WHERE sent_at IS NULL`)
+	if err != nil {
+		return 0, fmt.Errorf("count pending emails: %w", err)
+	}
+	n, err := pgx.CollectExactlyOneRow(rows, pgx.RowTo[int64])
+	if err != nil {
 		return 0, fmt.Errorf("count pending emails: %w", err)
 	}
 	return n, nil
