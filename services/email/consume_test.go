@@ -280,17 +280,11 @@ func TestRolledBackSendIsNotCounted(t *testing.T) {
 func TestSMTPFailureOnOrderCreatedKeepsEmailsPending(t *testing.T) {
 	// A mail server that is not there: connection refused, a network error
 	// the consumer retries for as long as it takes.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	ts := newTestService(t, testSender(addr))
+	ts := newTestService(t, testSender(closedAddr(t)))
 	orderID := newOrderID()
 	mustApply(t, ts, servicetest.Event(t, "test", shipped(orderID)))
 
-	err = ts.Apply(t, servicetest.Event(t, "test", created(orderID, ada)))
+	err := ts.Apply(t, servicetest.Event(t, "test", created(orderID, ada)))
 	var netErr net.Error
 	if !errors.Is(err, consumer.ErrTransient) || errors.Is(err, consumer.ErrPermanent) || !errors.As(err, &netErr) {
 		t.Fatalf("err = %v, want a transient network error", err)
@@ -310,36 +304,19 @@ func TestSMTPFailureOnOrderCreatedKeepsEmailsPending(t *testing.T) {
 // unless the mail server refuses the recipient's address for good: retrying
 // that would hold up the events behind it forever, so it is permanent.
 func TestDeliveryFailureClassification(t *testing.T) {
-	down := func(t *testing.T) string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		return addr
-	}
-	refusing := func(mail, rcpt string) func(t *testing.T) string {
-		return func(t *testing.T) string {
-			srv := newSMTPServer(t)
-			srv.failMail(mail)
-			srv.failRcpt(rcpt)
-			return srv.addr
-		}
-	}
 	tests := []struct {
 		name string
 		addr func(t *testing.T) string
 		want error // consumer.ErrTransient or consumer.ErrPermanent
 	}{
-		{"mail server down", down, consumer.ErrTransient},
-		{"451 to MAIL FROM", refusing("451 4.3.0 try again later", ""), consumer.ErrTransient},
-		{"550 to MAIL FROM", refusing("550 5.7.1 sender rejected", ""), consumer.ErrTransient},
-		{"450 to RCPT TO", refusing("", "450 4.2.1 mailbox busy"), consumer.ErrTransient},
-		{"552 to RCPT TO", refusing("", "552 5.2.2 mailbox full"), consumer.ErrTransient},
-		{"554 to RCPT TO", refusing("", "554 5.7.1 relay access denied"), consumer.ErrTransient},
-		{"550 to RCPT TO", refusing("", "550 5.1.1 no such user"), consumer.ErrPermanent},
-		{"553 to RCPT TO", refusing("", "553 5.1.3 bad address syntax"), consumer.ErrPermanent},
+		{"mail server down", closedAddr, consumer.ErrTransient},
+		{"451 to MAIL FROM", refusingAddr("451 4.3.0 try again later", ""), consumer.ErrTransient},
+		{"550 to MAIL FROM", refusingAddr("550 5.7.1 sender rejected", ""), consumer.ErrTransient},
+		{"450 to RCPT TO", refusingAddr("", "450 4.2.1 mailbox busy"), consumer.ErrTransient},
+		{"552 to RCPT TO", refusingAddr("", "552 5.2.2 mailbox full"), consumer.ErrTransient},
+		{"554 to RCPT TO", refusingAddr("", "554 5.7.1 relay access denied"), consumer.ErrTransient},
+		{"550 to RCPT TO", refusingAddr("", "550 5.1.1 no such user"), consumer.ErrPermanent},
+		{"553 to RCPT TO", refusingAddr("", "553 5.1.3 bad address syntax"), consumer.ErrPermanent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,6 +59,31 @@ func newSMTPServer(t *testing.T) *smtpServer {
 	return s
 }
 
+// closedAddr returns the address of a port nothing listens on: a mail
+// server that is not there, whose connections are refused.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// refusingAddr returns a function giving the address of a test server that
+// answers MAIL FROM with mail and RCPT TO with rcpt ("" accepts), for
+// tables of failure cases.
+func refusingAddr(mail, rcpt string) func(t *testing.T) string {
+	return func(t *testing.T) string {
+		srv := newSMTPServer(t)
+		srv.failMail(mail)
+		srv.failRcpt(rcpt)
+		return srv.addr
+	}
+}
+
 // failMail makes the server refuse MAIL FROM with reply (e.g. "451 4.3.0
 // try again later"); "" accepts again.
 func (s *smtpServer) failMail(reply string) {

@@ -53,15 +53,6 @@ func TestSMTPSenderNonASCIISubject(t *testing.T) {
 }
 
 func TestSMTPSenderFailures(t *testing.T) {
-	refused := func(t *testing.T) string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		return addr
-	}
 	silent := func(t *testing.T) string {
 		// Accepts connections and never greets.
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -89,14 +80,6 @@ func TestSMTPSenderFailures(t *testing.T) {
 		})
 		return l.Addr().String()
 	}
-	refusing := func(mail, rcpt string) func(t *testing.T) string {
-		return func(t *testing.T) string {
-			srv := newSMTPServer(t)
-			srv.failMail(mail)
-			srv.failRcpt(rcpt)
-			return srv.addr
-		}
-	}
 	// replied reports whether err carries reply code and, as rejected says,
 	// ErrRecipientRejected.
 	replied := func(code int, rejected bool) func(err error) bool {
@@ -111,7 +94,7 @@ func TestSMTPSenderFailures(t *testing.T) {
 		// want reports whether err is of the expected kind.
 		want func(err error) bool
 	}{
-		{"connection refused is a network error", refused, func(err error) bool {
+		{"connection refused is a network error", closedAddr, func(err error) bool {
 			var ne net.Error
 			return errors.As(err, &ne)
 		}},
@@ -119,15 +102,15 @@ func TestSMTPSenderFailures(t *testing.T) {
 			var ne net.Error
 			return errors.As(err, &ne) && ne.Timeout()
 		}},
-		{"temporary refusal carries the reply code", refusing("451 4.3.0 try again later", ""), replied(451, false)},
-		{"no such user rejects the recipient", refusing("", "550 5.1.1 no such user"), replied(550, true)},
-		{"user not local rejects the recipient", refusing("", "551 5.1.6 user not local"), replied(551, true)},
-		{"mailbox name not allowed rejects the recipient", refusing("", "553 5.1.3 bad address syntax"), replied(553, true)},
-		{"mailbox busy is temporary", refusing("", "450 4.2.1 mailbox busy"), replied(450, false)},
-		{"too many recipients is temporary", refusing("", "452 4.5.3 too many recipients"), replied(452, false)},
-		{"mailbox full is temporary at RCPT", refusing("", "552 5.2.2 mailbox full"), replied(552, false)},
-		{"transaction failed at RCPT is not the address", refusing("", "554 5.7.1 relay access denied"), replied(554, false)},
-		{"sender refused is not the recipient", refusing("550 5.7.1 sender rejected", ""), replied(550, false)},
+		{"temporary refusal carries the reply code", refusingAddr("451 4.3.0 try again later", ""), replied(451, false)},
+		{"no such user rejects the recipient", refusingAddr("", "550 5.1.1 no such user"), replied(550, true)},
+		{"user not local rejects the recipient", refusingAddr("", "551 5.1.6 user not local"), replied(551, true)},
+		{"mailbox name not allowed rejects the recipient", refusingAddr("", "553 5.1.3 bad address syntax"), replied(553, true)},
+		{"mailbox busy is temporary", refusingAddr("", "450 4.2.1 mailbox busy"), replied(450, false)},
+		{"too many recipients is temporary", refusingAddr("", "452 4.5.3 too many recipients"), replied(452, false)},
+		{"mailbox full is temporary at RCPT", refusingAddr("", "552 5.2.2 mailbox full"), replied(552, false)},
+		{"transaction failed at RCPT is not the address", refusingAddr("", "554 5.7.1 relay access denied"), replied(554, false)},
+		{"sender refused is not the recipient", refusingAddr("550 5.7.1 sender rejected", ""), replied(550, false)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
