@@ -148,30 +148,40 @@ func (r *Relay) lead(ctx context.Context) (bool, error) {
 	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return false, fmt.Errorf("read current schema: %w", err)
 	}
-	standby := false
-	for {
-		var leader bool
-		if err := conn.QueryRow(ctx, leaderLockSQL).Scan(&leader); err != nil {
-			return false, fmt.Errorf("try outbox leader lock of %s: %w", schema, err)
-		}
-		if leader {
-			break
-		}
-		if !standby {
-			r.log.InfoContext(ctx, "outbox relay standing by", "schema", schema)
-			standby = true
-		}
-		if !sleep(ctx, r.pollInterval) {
-			return false, ctx.Err()
-		}
+	if err := r.waitForLeaderLock(ctx, conn, schema); err != nil {
+		return false, err
 	}
 	r.log.InfoContext(ctx, "outbox relay leading", "schema", schema)
 	defer r.m.clearPending()
 	return true, r.publishLoop(ctx, conn, "outbox_"+schema)
 }
 
+// waitForLeaderLock tries the leader lock of schema on conn every poll
+// interval until it holds it.
+func (r *Relay) waitForLeaderLock(ctx context.Context, conn *pgx.Conn, schema string) error {
+	standby := false
+	for {
+		var leader bool
+		if err := conn.QueryRow(ctx, leaderLockSQL).Scan(&leader); err != nil {
+			return fmt.Errorf("try outbox leader lock of %s: %w", schema, err)
+		}
+		if leader {
+			return nil
+		}
+		if !standby {
+			r.log.InfoContext(ctx, "outbox relay standing by", "schema", schema)
+			standby = true
+		}
+		if !sleep(ctx, r.pollInterval) {
+			return ctx.Err()
+		}
+	}
+}
+
 // publishLoop runs rounds on conn, which holds the leader lock, so a broken
 // connection, and with it lost leadership, stops the loop at the next query.
+// A batch Kafka refused is retried with a growing delay; a full batch is
+// followed by the next one at once; otherwise the loop waits for a commit.
 func (r *Relay) publishLoop(ctx context.Context, conn *pgx.Conn, channel string) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		return fmt.Errorf("listen on %s: %w", channel, err)
@@ -182,11 +192,10 @@ func (r *Relay) publishLoop(ctx context.Context, conn *pgx.Conn, channel string)
 		// Notifications received so far are for commits the next round sees.
 		drainNotifications(conn)
 		n, err := r.round(ctx, conn, &lastStats)
-		if ctx.Err() != nil {
-			return nil
-		}
 		var perr *publishError
 		switch {
+		case ctx.Err() != nil:
+			return nil
 		case errors.As(err, &perr):
 			d := b.next()
 			r.log.ErrorContext(perr.logCtx, "outbox batch not published", "err", perr.err, "rows", perr.rows, "retry_in", d)
@@ -201,17 +210,26 @@ func (r *Relay) publishLoop(ctx context.Context, conn *pgx.Conn, channel string)
 		if n == r.batchSize {
 			continue
 		}
-		wctx, cancel := context.WithTimeout(ctx, r.pollInterval)
-		_, err = conn.WaitForNotification(wctx)
-		timedOut := wctx.Err() != nil
-		cancel()
+		err = r.waitForCommit(ctx, conn, channel)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil && !timedOut {
-			return fmt.Errorf("wait for notification on %s: %w", channel, err)
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// waitForCommit waits for a notification on conn or, in case one was missed,
+// for the poll interval. It fails only when the connection does.
+func (r *Relay) waitForCommit(ctx context.Context, conn *pgx.Conn, channel string) error {
+	wctx, cancel := context.WithTimeout(ctx, r.pollInterval)
+	defer cancel()
+	_, err := conn.WaitForNotification(wctx)
+	if err != nil && wctx.Err() == nil {
+		return fmt.Errorf("wait for notification on %s: %w", channel, err)
+	}
+	return nil
 }
 
 // drainNotifications discards the notifications pgx has buffered, without
@@ -249,9 +267,29 @@ func (e *publishError) Unwrap() error { return e.err }
 // after the last id it saw: a transaction that drew a smaller id may commit
 // after one with a larger id, and a cursor would skip it.
 func (r *Relay) round(ctx context.Context, conn *pgx.Conn, lastStats *time.Time) (int, error) {
+	batch, err := r.readBatch(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	if len(batch) > 0 {
+		if err := r.publish(ctx, batch); err != nil {
+			r.refreshStats(ctx, conn, lastStats, true)
+			return 0, err
+		}
+		if err := deletePublished(ctx, conn, batch); err != nil {
+			return 0, err
+		}
+	}
+	r.refreshStats(ctx, conn, lastStats, len(batch) == r.batchSize)
+	return len(batch), nil
+}
+
+// readBatch returns up to batchSize pending rows in id order, which is commit
+// order per key (see Write).
+func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn) ([]row, error) {
 	rows, err := conn.Query(ctx, selectSQL, r.batchSize)
 	if err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
+		return nil, fmt.Errorf("read outbox: %w", err)
 	}
 	batch, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
 		var rw row
@@ -259,121 +297,181 @@ func (r *Relay) round(ctx context.Context, conn *pgx.Conn, lastStats *time.Time)
 		return rw, err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
+		return nil, fmt.Errorf("read outbox: %w", err)
 	}
-	if len(batch) > 0 {
-		if err := r.publish(ctx, batch); err != nil {
-			r.refreshStats(ctx, conn, lastStats, true)
-			return 0, err
-		}
-		ids := make([]int64, len(batch))
-		for i, rw := range batch {
-			ids[i] = rw.id
-		}
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
-		_, err := conn.Exec(dctx, deleteSQL, ids)
-		cancel()
-		if err != nil {
-			// The rows will be published again: at-least-once.
-			return 0, fmt.Errorf("delete %d published outbox rows: %w", len(ids), err)
-		}
+	return batch, nil
+}
+
+// deletePublished deletes the rows of a published batch. It runs even when
+// the relay is being stopped, for up to deleteTimeout; rows it fails to
+// delete are published again: at-least-once.
+func deletePublished(ctx context.Context, conn *pgx.Conn, batch []row) error {
+	ids := make([]int64, len(batch))
+	for i, rw := range batch {
+		ids[i] = rw.id
 	}
-	r.refreshStats(ctx, conn, lastStats, len(batch) == r.batchSize)
-	return len(batch), nil
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deleteTimeout)
+	defer cancel()
+	if _, err := conn.Exec(dctx, deleteSQL, ids); err != nil {
+		return fmt.Errorf("delete %d published outbox rows: %w", len(ids), err)
+	}
+	return nil
 }
 
 // publish sends batch in one call, each message in a producer span that is a
 // child of the trace recorded by Write and the parent of the consumers' spans.
+// It returns a *publishError when Kafka did not take the whole batch.
 func (r *Relay) publish(ctx context.Context, batch []row) error {
 	msgs := make([]kafka.Message, len(batch))
-	spans := make([]trace.Span, len(batch))
-	spanCtxs := make([]context.Context, len(batch))
-	prop := propagation.TraceContext{}
+	spans := make([]producerSpan, len(batch))
 	for i, rw := range batch {
-		e := rw.env
-		parent := prop.Extract(ctx, propagation.MapCarrier{
-			events.HeaderTraceParent: e.TraceParent,
-			events.HeaderTraceState:  e.TraceState,
-		})
-		opts := []trace.SpanStartOption{
-			trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(
-				semconv.MessagingSystemKafka,
-				semconv.MessagingDestinationName(rw.topic),
-				semconv.MessagingOperationTypeSend,
-				semconv.MessagingOperationName("publish"),
-				semconv.MessagingMessageID(e.ID),
-				telemetry.OrderID.String(e.Subject),
-			),
-		}
-		if !trace.SpanContextFromContext(parent).IsValid() {
-			opts = append(opts, trace.WithNewRoot())
-		}
-		sctx, span := r.tracer.Start(parent, rw.topic+" publish", opts...)
-		carrier := propagation.MapCarrier{}
-		prop.Inject(sctx, carrier)
-		e.TraceParent = carrier.Get(events.HeaderTraceParent)
-		e.TraceState = carrier.Get(events.HeaderTraceState)
-		msgs[i] = events.ToMessage(rw.topic, e)
-		spans[i], spanCtxs[i] = span, sctx
+		spans[i], msgs[i] = r.startProducerSpan(ctx, rw)
 	}
-
-	// A relay being stopped lets the batch in flight finish, for a while:
-	// cut short, the batch may reach Kafka anyway and is published again by
-	// the next leader.
-	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		t := time.NewTimer(shutdownGrace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			cancel()
-		case <-pctx.Done():
-		}
-	})
-	defer stop()
-
-	start := time.Now()
-	err := r.pub.WriteMessages(pctx, msgs...)
-	r.m.publishDuration.Observe(time.Since(start).Seconds())
-
-	var werrs kafka.WriteErrors
-	perMessage := errors.As(err, &werrs) && len(werrs) == len(msgs)
-	firstFailed := -1
-	for i, span := range spans {
-		msgErr := err
-		if perMessage {
-			msgErr = werrs[i]
-		}
-		if msgErr != nil {
-			span.RecordError(msgErr)
-			span.SetStatus(codes.Error, msgErr.Error())
-			if firstFailed < 0 {
-				firstFailed = i
-			}
-		}
-		span.End()
+	res := r.write(ctx, msgs)
+	for i, s := range spans {
+		s.end(res.of(i))
 	}
-	if err != nil {
+	if res.err != nil {
 		r.m.publishErrors.Inc()
-		if firstFailed < 0 {
-			firstFailed = 0
-		}
-		if perMessage {
-			// kafka.WriteErrors prints every message's error: keep the
-			// log line to the count and the first one.
-			err = fmt.Errorf("%d of %d messages not written, first: %w", werrs.Count(), len(msgs), werrs[firstFailed])
-		}
-		e := batch[firstFailed].env
-		logCtx := telemetry.WithLogAttrs(spanCtxs[firstFailed],
-			slog.String(telemetry.LogOrderID, e.Subject), slog.String(telemetry.LogEventID, e.ID))
-		return &publishError{err: err, rows: len(batch), logCtx: logCtx}
+		return res.publishError(batch, spans)
 	}
 	for _, rw := range batch {
 		r.m.published.WithLabelValues(rw.topic).Inc()
 	}
 	return nil
+}
+
+// producerSpan is the span of one message's publication and the context
+// holding it, which the relay's log lines about that message use.
+type producerSpan struct {
+	ctx  context.Context
+	span trace.Span
+}
+
+// startProducerSpan starts the span of rw's publication as a child of the
+// trace context Write stored in the envelope (a new root if it stored none)
+// and returns it with the message, whose envelope now carries the span's own
+// context to the consumers.
+func (r *Relay) startProducerSpan(ctx context.Context, rw row) (producerSpan, kafka.Message) {
+	prop := propagation.TraceContext{}
+	e := rw.env
+	parent := prop.Extract(ctx, propagation.MapCarrier{
+		events.HeaderTraceParent: e.TraceParent,
+		events.HeaderTraceState:  e.TraceState,
+	})
+	opts := []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKafka,
+			semconv.MessagingDestinationName(rw.topic),
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("publish"),
+			semconv.MessagingMessageID(e.ID),
+			telemetry.OrderID.String(e.Subject),
+		),
+	}
+	if !trace.SpanContextFromContext(parent).IsValid() {
+		opts = append(opts, trace.WithNewRoot())
+	}
+	sctx, span := r.tracer.Start(parent, rw.topic+" publish", opts...)
+	carrier := propagation.MapCarrier{}
+	prop.Inject(sctx, carrier)
+	e.TraceParent = carrier.Get(events.HeaderTraceParent)
+	e.TraceState = carrier.Get(events.HeaderTraceState)
+	return producerSpan{ctx: sctx, span: span}, events.ToMessage(rw.topic, e)
+}
+
+// end ends the span, recording err, the outcome of its message, if any.
+func (s producerSpan) end(err error) {
+	if err != nil {
+		s.span.RecordError(err)
+		s.span.SetStatus(codes.Error, err.Error())
+	}
+	s.span.End()
+}
+
+// write sends msgs in one WriteMessages call and times it. Kafka-level
+// retries are the publisher's; the relay retries a failed batch as a whole.
+func (r *Relay) write(ctx context.Context, msgs []kafka.Message) writeResult {
+	// A relay being stopped lets the batch in flight finish, for a while:
+	// cut short, the batch may reach Kafka anyway and is published again by
+	// the next leader.
+	wctx, cancel := withGrace(ctx, shutdownGrace)
+	defer cancel()
+	start := time.Now()
+	err := r.pub.WriteMessages(wctx, msgs...)
+	r.m.publishDuration.Observe(time.Since(start).Seconds())
+	return newWriteResult(err, len(msgs))
+}
+
+// withGrace returns a context that outlives ctx by grace: it is cancelled
+// grace after ctx is done, or when the returned cancel is called.
+func withGrace(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-gctx.Done():
+		}
+	})
+	return gctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// writeResult is the outcome of one WriteMessages call of n messages.
+type writeResult struct {
+	err  error
+	n    int
+	each kafka.WriteErrors // each message's error, when err gives them
+}
+
+func newWriteResult(err error, n int) writeResult {
+	res := writeResult{err: err, n: n}
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) && len(werrs) == n {
+		res.each = werrs
+	}
+	return res
+}
+
+// of returns the error of message i: its own, or the call's when the call
+// failed as a whole.
+func (w writeResult) of(i int) error {
+	if w.each != nil {
+		return w.each[i]
+	}
+	return w.err
+}
+
+// firstFailed returns the index of the first message that failed.
+func (w writeResult) firstFailed() int {
+	for i, err := range w.each {
+		if err != nil {
+			return i
+		}
+	}
+	return 0
+}
+
+// publishError returns the failed write as the relay logs it: with the
+// context of the first failed message (its trace and ids) and, since
+// kafka.WriteErrors prints every message's error, only the count and the
+// first one.
+func (w writeResult) publishError(batch []row, spans []producerSpan) *publishError {
+	i := w.firstFailed()
+	err := w.err
+	if w.each != nil {
+		err = fmt.Errorf("%d of %d messages not written, first: %w", w.each.Count(), w.n, w.each[i])
+	}
+	e := batch[i].env
+	logCtx := telemetry.WithLogAttrs(spans[i].ctx,
+		slog.String(telemetry.LogOrderID, e.Subject), slog.String(telemetry.LogEventID, e.ID))
+	return &publishError{err: err, rows: len(batch), logCtx: logCtx}
 }
 
 // refreshStats updates the pending gauges, at most once per statsInterval
