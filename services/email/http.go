@@ -32,6 +32,8 @@ type emailResponse struct {
 	SentAt  time.Time `json:"sent_at"`
 }
 
+// handleListEmails: GET /emails?order_id={id} → 200 with the emails sent
+// about the order, oldest first ([] for none); 400 for a bad order_id.
 func (s *service) handleListEmails(w http.ResponseWriter, r *http.Request) {
 	orderID, err := queryOrderID(r)
 	if err != nil {

@@ -28,6 +28,8 @@ type shipmentResponse struct {
 	Status         string `json:"status"`
 }
 
+// handleGetShipment: GET /shipments/{order_id} → 200 with the shipment, 404
+// if there is none (or the id is no UUID).
 func (s *service) handleGetShipment(w http.ResponseWriter, r *http.Request) {
 	orderID, err := web.PathUUID(r, "order_id")
 	if err != nil {
