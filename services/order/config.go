@@ -3,8 +3,13 @@ package main
 import (
 	"fmt"
 
+	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/platform"
 )
+
+// serviceName is the service's name: its consumer group, its event source,
+// its database role prefix and its default OTEL service name.
+const serviceName = events.SourceOrder
 
 // config is everything the order service reads from its environment. It
 // has no variables of its own beyond the shared ones of platform.Config

@@ -24,7 +24,7 @@ import (
 // the consumer would, and commits it unless the handler fails.
 func (e *env) handle(ev events.Envelope) error {
 	e.t.Helper()
-	return servicetest.Deliver(e.t, e.pool, servicetest.Handler(e.t, e.svc.handlers(), ev.Type), ev)
+	return e.Apply(e.t, ev)
 }
 
 // mustHandle is handle for an event that must apply.
@@ -110,7 +110,7 @@ func TestHappySaga(t *testing.T) {
 	if n := len(e.outbox(events.TypeOrderCancelled)); n != 0 {
 		t.Errorf("%d OrderCancelled for a shipped order", n)
 	}
-	if got := servicetest.Metric(t, e.registry, "saga_orders_total", "outcome", "shipped", "reason", ""); got != 1 {
+	if got := servicetest.Metric(t, e.Registry, "saga_orders_total", "outcome", "shipped", "reason", ""); got != 1 {
 		t.Errorf("saga_orders_total{shipped} = %v, want 1", got)
 	}
 	if got := e.histogramCount("saga_duration_seconds"); got != 1 {
@@ -132,9 +132,9 @@ func TestCancelOrder(t *testing.T) {
 		cancel func(e *env, id string) events.Envelope
 		reason string
 	}{
-		{"payment failed on a pending order", func(*env, string) {}, (*env).paymentFailed, ReasonPaymentFailed},
-		{"refund of a paid order", func(e *env, id string) { e.mustHandle(e.paid(id)) }, (*env).refunded, ReasonOutOfStock},
-		{"refund before the payment was seen", func(*env, string) {}, (*env).refunded, ReasonOutOfStock},
+		{"payment failed on a pending order", func(*env, string) {}, (*env).paymentFailed, events.ReasonPaymentFailed},
+		{"refund of a paid order", func(e *env, id string) { e.mustHandle(e.paid(id)) }, (*env).refunded, events.ReasonOutOfStock},
+		{"refund before the payment was seen", func(*env, string) {}, (*env).refunded, events.ReasonOutOfStock},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,10 +171,10 @@ func TestCancelOrder(t *testing.T) {
 			if n := len(e.cancellations(id)); n != 1 {
 				t.Errorf("%d OrderCancelled, want 1", n)
 			}
-			if got := servicetest.Metric(t, e.registry, "saga_orders_total", "outcome", "cancelled", "reason", tt.reason); got != 1 {
+			if got := servicetest.Metric(t, e.Registry, "saga_orders_total", "outcome", "cancelled", "reason", tt.reason); got != 1 {
 				t.Errorf("saga_orders_total{cancelled,%s} = %v, want 1", tt.reason, got)
 			}
-			if got := servicetest.Metric(t, e.registry, "saga_orders_total", "outcome", "shipped", "reason", ""); got != 0 {
+			if got := servicetest.Metric(t, e.Registry, "saga_orders_total", "outcome", "shipped", "reason", ""); got != 0 {
 				t.Errorf("saga_orders_total{shipped} = %v, want 0", got)
 			}
 			if got := e.histogramCount("saga_duration_seconds"); got != 1 {
@@ -272,7 +272,7 @@ func TestHandlerPermanentFailures(t *testing.T) {
 				t.Errorf("%d OrderCancelled written", n)
 			}
 			var price int64
-			if err := e.pool.QueryRow(e.ctx, `SELECT price_cents FROM products WHERE sku = 'mug'`).Scan(&price); err != nil || price != 1250 {
+			if err := e.Pool.QueryRow(e.ctx, `SELECT price_cents FROM products WHERE sku = 'mug'`).Scan(&price); err != nil || price != 1250 {
 				t.Errorf("mug price = %d (%v), want 1250", price, err)
 			}
 		})
@@ -288,7 +288,7 @@ func TestProductUpdated(t *testing.T) {
 	read := func(sku string) (row, bool) {
 		t.Helper()
 		var r row
-		err := e.pool.QueryRow(e.ctx, `SELECT name, price_cents FROM products WHERE sku = $1`, sku).Scan(&r.Name, &r.Price)
+		err := e.Pool.QueryRow(e.ctx, `SELECT name, price_cents FROM products WHERE sku = $1`, sku).Scan(&r.Name, &r.Price)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return r, false
 		}
@@ -384,7 +384,7 @@ func TestSagaMetricsOnlyAfterCommit(t *testing.T) {
 		}
 	})
 	c, err := consumer.New(consumer.Config{
-		Brokers: brokers, Group: group, Handlers: handlers, Pool: e.pool,
+		Brokers: brokers, Group: group, Handlers: handlers, Pool: e.Pool,
 		Routes:     testRoutes(handlers, topic),
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 	})
@@ -419,7 +419,7 @@ func TestSagaMetricsOnlyAfterCommit(t *testing.T) {
 	// attempts and their after-commit effects are all done.
 	testenv.WaitFor(t, 15*time.Second, "both events processed", func() bool {
 		var n int
-		if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM processed_events WHERE event_id = $1`, again.ID).Scan(&n); err != nil {
+		if err := e.Pool.QueryRow(e.ctx, `SELECT count(*) FROM processed_events WHERE event_id = $1`, again.ID).Scan(&n); err != nil {
 			t.Fatalf("read inbox: %v", err)
 		}
 		return n == 1
@@ -429,7 +429,7 @@ func TestSagaMetricsOnlyAfterCommit(t *testing.T) {
 		t.Fatalf("cancelled in the rolled-back attempt: %v; %d handler attempts, want 3 (rolled back, retried, repeat)",
 			cancelledInTx.Load(), attempts.Load())
 	}
-	e.assertStatus(id, StatusCancelled, ReasonPaymentFailed)
+	e.assertStatus(id, StatusCancelled, events.ReasonPaymentFailed)
 	if n := len(e.cancellations(id)); n != 1 {
 		t.Errorf("%d OrderCancelled, want 1", n)
 	}

@@ -2,24 +2,19 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"testing"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 // env is one test's order service: a fresh schema with the order tables,
-// the outbox and the inbox, the service, and the real router.
+// the outbox and the inbox, the service, its real router and its event
+// handlers.
 type env struct {
-	t        *testing.T
-	ctx      context.Context
-	pool     *pgxpool.Pool
-	svc      *service
-	registry *prometheus.Registry
-	router   http.Handler
+	*servicetest.Service
+	t   *testing.T
+	ctx context.Context
+	svc *service
 }
 
 func newEnv(t *testing.T) *env {
@@ -29,13 +24,13 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, ctx: context.Background(), pool: te.Pool, svc: svc, registry: te.Registry, router: te.Router(svc.routes)}
+	return &env{Service: te.Service(svc.routes, svc.handlers()), t: t, ctx: context.Background(), svc: svc}
 }
 
 // product puts a product into the catalog copy, as a ProductUpdated would.
 func (e *env) product(sku string, priceCents int64) {
 	e.t.Helper()
-	_, err := e.pool.Exec(e.ctx,
+	_, err := e.Pool.Exec(e.ctx,
 		`INSERT INTO products (sku, name, price_cents, updated_at) VALUES ($1, $2, $3, now())
 		 ON CONFLICT (sku) DO UPDATE SET price_cents = excluded.price_cents`, sku, "Product "+sku, priceCents)
 	if err != nil {
@@ -46,7 +41,7 @@ func (e *env) product(sku string, priceCents int64) {
 // count returns the number of rows of table (a fixed name from the test).
 func (e *env) count(table string) int {
 	e.t.Helper()
-	return servicetest.Count(e.t, e.pool, `SELECT count(*) FROM `+table)
+	return servicetest.Count(e.t, e.Pool, `SELECT count(*) FROM `+table)
 }
 
 // assertNothingStored checks that no order, item, key or event was written.
@@ -63,7 +58,7 @@ func (e *env) assertNothingStored() {
 func (e *env) outbox(typ string) []servicetest.OutboxEvent {
 	e.t.Helper()
 	var out []servicetest.OutboxEvent
-	for _, r := range servicetest.Outbox(e.t, e.pool) {
+	for _, r := range servicetest.Outbox(e.t, e.Pool) {
 		if r.Envelope.Type == typ {
 			out = append(out, r)
 		}
@@ -76,7 +71,7 @@ func (e *env) status(id string) (Status, string) {
 	e.t.Helper()
 	var s Status
 	var reason string
-	if err := e.pool.QueryRow(e.ctx, `SELECT status, reason FROM orders WHERE id = $1`, id).Scan(&s, &reason); err != nil {
+	if err := e.Pool.QueryRow(e.ctx, `SELECT status, reason FROM orders WHERE id = $1`, id).Scan(&s, &reason); err != nil {
 		e.t.Fatalf("read order %s: %v", id, err)
 	}
 	return s, reason
@@ -85,5 +80,5 @@ func (e *env) status(id string) (Status, string) {
 // histogramCount returns the number of observations of histogram name.
 func (e *env) histogramCount(name string) uint64 {
 	e.t.Helper()
-	return servicetest.Series(e.t, e.registry, name)[0].GetHistogram().GetSampleCount()
+	return servicetest.Series(e.t, e.Registry, name)[0].GetHistogram().GetSampleCount()
 }

@@ -27,20 +27,20 @@ func (e *env) do(method, path, body string, headers ...string) *httptest.Respons
 	if body != "" {
 		contentType = "application/json"
 	}
-	return servicetest.Request(e.t, e.router, method, path, body, append([]string{"Content-Type", contentType}, headers...)...)
+	return servicetest.Request(e.t, e.Handler, method, path, body, append([]string{"Content-Type", contentType}, headers...)...)
 }
 
 type createdBody struct {
-	OrderID    string `json:"order_id"`
-	CustomerID string `json:"customer_id"`
-	Email      string `json:"email"`
-	Status     string `json:"status"`
-	TotalCents int64  `json:"total_cents"`
-	Currency   string `json:"currency"`
-	Items      []Item `json:"items"`
-	Reason     string `json:"reason"`
-	CreatedAt  string `json:"created_at"`
-	UpdatedAt  string `json:"updated_at"`
+	OrderID    string        `json:"order_id"`
+	CustomerID string        `json:"customer_id"`
+	Email      string        `json:"email"`
+	Status     string        `json:"status"`
+	TotalCents int64         `json:"total_cents"`
+	Currency   string        `json:"currency"`
+	Items      []events.Item `json:"items"`
+	Reason     string        `json:"reason"`
+	CreatedAt  string        `json:"created_at"`
+	UpdatedAt  string        `json:"updated_at"`
 }
 
 func decodeBody(t *testing.T, rec *httptest.ResponseRecorder) (createdBody, map[string]json.RawMessage) {
@@ -98,7 +98,7 @@ func TestCreateAndGetOrder(t *testing.T) {
 	if loc := rec.Header().Get("Location"); loc != "/orders/"+created.OrderID {
 		t.Errorf("Location = %q", loc)
 	}
-	wantItems := []Item{{"mug", 2, 1250}, {"pen", 3, 199}}
+	wantItems := []events.Item{{SKU: "mug", Quantity: 2, UnitPriceCents: 1250}, {SKU: "pen", Quantity: 3, UnitPriceCents: 199}}
 	if created.CustomerID != "c-1" || created.Email != "c1@example.com" || created.Status != "PENDING" ||
 		created.TotalCents != 2*1250+3*199 || created.Currency != "USD" || created.Reason != "" ||
 		len(created.Items) != 2 || created.Items[0] != wantItems[0] || created.Items[1] != wantItems[1] {
@@ -126,7 +126,7 @@ func TestCreateAndGetOrder(t *testing.T) {
 		ev.Items[1] != (events.Item{SKU: "pen", Quantity: 3, UnitPriceCents: 199}) {
 		t.Errorf("OrderCreated = %+v", ev)
 	}
-	if got := servicetest.Metric(t, e.registry, "orders_created_total"); got != 1 {
+	if got := servicetest.Metric(t, e.Registry, "orders_created_total"); got != 1 {
 		t.Errorf("orders_created_total = %v, want 1", got)
 	}
 
@@ -175,7 +175,7 @@ func TestCreateOrderIdempotent(t *testing.T) {
 		}
 	})
 	t.Run("replay after the order moved on gives the original response", func(t *testing.T) {
-		if _, err := e.pool.Exec(e.ctx, `UPDATE orders SET status = 'PAID', updated_at = now() WHERE id = $1`, strings.TrimPrefix(id, "/orders/")); err != nil {
+		if _, err := e.Pool.Exec(e.ctx, `UPDATE orders SET status = 'PAID', updated_at = now() WHERE id = $1`, strings.TrimPrefix(id, "/orders/")); err != nil {
 			t.Fatal(err)
 		}
 		again := e.do(http.MethodPost, "/orders", mugBody, "Idempotency-Key", key)
@@ -207,7 +207,7 @@ func TestCreateOrderIdempotent(t *testing.T) {
 	if n := len(e.outbox(events.TypeOrderCreated)); n != 4 {
 		t.Errorf("%d OrderCreated events, want 4", n)
 	}
-	if got := servicetest.Metric(t, e.registry, "orders_created_total"); got != 4 {
+	if got := servicetest.Metric(t, e.Registry, "orders_created_total"); got != 4 {
 		t.Errorf("orders_created_total = %v, want 4", got)
 	}
 }
@@ -329,7 +329,7 @@ func TestCreateOrderBadInput(t *testing.T) {
 			for i := 0; i+1 < len(tt.headers); i += 2 {
 				req.Header[tt.headers[i]] = []string{tt.headers[i+1]}
 			}
-			rec := servicetest.Serve(t, e.router, req)
+			rec := servicetest.Serve(t, e.Handler, req)
 			p := servicetest.RequireProblem(t, rec, tt.status)
 			if tt.fields != nil {
 				errs := p.Errors
@@ -356,13 +356,13 @@ func TestCreateOrderBadInput(t *testing.T) {
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Add("Idempotency-Key", "a")
 		req.Header.Add("Idempotency-Key", "b")
-		rec := servicetest.Serve(t, e.router, req)
+		rec := servicetest.Serve(t, e.Handler, req)
 		servicetest.RequireProblem(t, rec, http.StatusBadRequest)
 		e.assertNothingStored()
 	})
 	t.Run("no content type is taken as json", func(t *testing.T) {
 		req := httptest.NewRequest(http.MethodPost, "/orders", bytes.NewReader([]byte(mugBody)))
-		rec := servicetest.Serve(t, e.router, req)
+		rec := servicetest.Serve(t, e.Handler, req)
 		if rec.Code != http.StatusCreated {
 			t.Errorf("status = %d %s", rec.Code, rec.Body)
 		}

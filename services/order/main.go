@@ -33,8 +33,6 @@ import (
 	"github.com/sagashop/sagashop/pkg/platform"
 )
 
-const serviceName = "order"
-
 //go:embed migrations/*.sql
 var migrationsFS embed.FS
 

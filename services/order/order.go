@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/mail"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -25,12 +24,6 @@ const (
 	StatusCancelled Status = "CANCELLED"
 )
 
-// Cancellation reasons, as carried by OrderCancelled.
-const (
-	ReasonPaymentFailed = "payment_failed"
-	ReasonOutOfStock    = "out_of_stock"
-)
-
 // Limits of a new order. Money is int64 cents everywhere.
 const (
 	Currency      = "USD"
@@ -45,32 +38,27 @@ const (
 var (
 	ErrNotFound = errors.New("order not found")
 	// ErrInvalid: the request breaks a rule of the domain; a
-	// *ValidationError says which fields.
+	// ValidationError says which fields.
 	ErrInvalid = errors.New("invalid order")
 	// ErrConflict: an Idempotency-Key was reused for a different request.
 	ErrConflict = errors.New("idempotency key reused with a different request")
 )
 
-// ValidationError names the fields of a request that break a rule, with a
-// message for each. It matches ErrInvalid.
-type ValidationError struct {
-	Fields map[string]string
-}
+// ValidationError maps the fields of a request that break a rule to what is
+// wrong with them. It matches ErrInvalid.
+type ValidationError map[string]string
 
-func (e *ValidationError) Error() string {
-	keys := make([]string, 0, len(e.Fields))
-	for k := range e.Fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + ": " + e.Fields[k]
-	}
-	return "invalid order: " + strings.Join(parts, "; ")
-}
+func (v ValidationError) Error() string                  { return fmt.Sprint("invalid order: ", map[string]string(v)) }
+func (v ValidationError) Is(target error) bool           { return target == ErrInvalid }
+func (v ValidationError) FieldErrors() map[string]string { return v }
 
-func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+// orNil returns v as an error, or nil when it is empty.
+func (v ValidationError) orNil() error {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
 
 // rank orders the non-terminal statuses; a status only moves to a higher
 // rank, because events from different topics can arrive in any order.
@@ -166,11 +154,11 @@ type NewOrder struct {
 	Items      []LineItem `json:"items"`
 }
 
-// Validate returns the fields of o that break a rule, with a message for
-// each, or nil. validID is the shared check for identifiers (customer id,
+// Validate returns a ValidationError naming the fields of o that break a
+// rule, or nil. validID is the shared check for identifiers (customer id,
 // SKU).
-func (o NewOrder) Validate(validID func(string) bool) map[string]string {
-	fields := map[string]string{}
+func (o NewOrder) Validate(validID func(string) bool) error {
+	fields := ValidationError{}
 	switch {
 	case o.CustomerID == "":
 		fields["customer_id"] = "is required"
@@ -206,10 +194,7 @@ func (o NewOrder) Validate(validID func(string) bool) map[string]string {
 			}
 		}
 	}
-	if len(fields) == 0 {
-		return nil
-	}
-	return fields
+	return fields.orNil()
 }
 
 // checkEmail returns what is wrong with email, or "". It takes a bare
@@ -259,19 +244,11 @@ func ValidIdempotencyKey(k string) bool {
 	return true
 }
 
-// Item is a line of a placed order, priced from the catalog.
-type Item struct {
-	SKU            string `json:"sku"`
-	Quantity       int    `json:"quantity"`
-	UnitPriceCents int64  `json:"unit_price_cents"`
-}
-
-// Price prices the items of o from prices (the catalog, by SKU), sorted by
-// SKU. It fails with a *ValidationError naming every SKU not in the catalog,
-// or when the total exceeds MaxMoneyCents.
-func Price(items []LineItem, prices map[string]int64) ([]Item, int64, error) {
-	fields := map[string]string{}
-	out := make([]Item, 0, len(items))
+// Price returns the total of items priced from prices (the catalog, by
+// SKU). It fails with a ValidationError naming every SKU not in the
+// catalog, or when the total exceeds MaxMoneyCents.
+func Price(items []LineItem, prices map[string]int64) (int64, error) {
+	fields := ValidationError{}
 	var total int64
 	for i, it := range items {
 		price, ok := prices[it.SKU]
@@ -279,19 +256,17 @@ func Price(items []LineItem, prices map[string]int64) ([]Item, int64, error) {
 			fields[fmt.Sprintf("items[%d].sku", i)] = fmt.Sprintf("unknown sku %q: not in the catalog", it.SKU)
 			continue
 		}
-		out = append(out, Item{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: price})
 		total += int64(it.Quantity) * price // at most 50 × 1000 × 1e8: no overflow
 	}
 	if len(fields) > 0 {
-		return nil, 0, &ValidationError{Fields: fields}
+		return 0, fields
 	}
 	if total > MaxMoneyCents {
-		return nil, 0, &ValidationError{Fields: map[string]string{
+		return 0, ValidationError{
 			"items": fmt.Sprintf("the order total %d cents exceeds the limit of %d cents", total, int64(MaxMoneyCents)),
-		}}
+		}
 	}
-	slices.SortFunc(out, func(a, b Item) int { return strings.Compare(a.SKU, b.SKU) })
-	return out, total, nil
+	return total, nil
 }
 
 // Product is the order service's copy of a catalog entry.

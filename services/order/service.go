@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
@@ -27,6 +28,9 @@ type service struct {
 	metrics *metrics
 }
 
+// metrics count orders placed (once their transaction has committed) and
+// the saga's outcomes (after the consumer commits: consumer.AfterCommit), so
+// a retried attempt never counts twice.
 type metrics struct {
 	ordersCreated prometheus.Counter
 	sagaOrders    *prometheus.CounterVec
@@ -56,8 +60,8 @@ func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Register
 	}
 	// Show the expected series at zero from the start.
 	m.sagaOrders.WithLabelValues("shipped", "")
-	m.sagaOrders.WithLabelValues("cancelled", ReasonPaymentFailed)
-	m.sagaOrders.WithLabelValues("cancelled", ReasonOutOfStock)
+	m.sagaOrders.WithLabelValues("cancelled", events.ReasonPaymentFailed)
+	m.sagaOrders.WithLabelValues("cancelled", events.ReasonOutOfStock)
 	return &service{pool: pool, logger: logger, metrics: m}, nil
 }
 
@@ -65,7 +69,7 @@ func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Register
 // together with its OrderCreated event and, when key is set, the
 // idempotency key: one transaction. A key already used for the same request
 // returns that order with replayed set and creates nothing. It fails with a
-// *ValidationError (ErrInvalid) for SKUs not in the catalog or too large a
+// ValidationError (ErrInvalid) for SKUs not in the catalog or too large a
 // total, and with ErrConflict for a key used for a different request.
 func (s *service) placeOrder(ctx context.Context, key string, req NewOrder) (o Order, replayed bool, err error) {
 	id, err := uuid.NewV7()
@@ -74,8 +78,7 @@ func (s *service) placeOrder(ctx context.Context, key string, req NewOrder) (o O
 	}
 	// Tag the request's span and everything started under it (the queries
 	// below) with the new order's id; a replay re-tags with the original.
-	ctx = telemetry.WithLogAttrs(ctx, slog.String(telemetry.LogOrderID, id.String()))
-	trace.SpanFromContext(ctx).SetAttributes(telemetry.OrderID.String(id.String()))
+	ctx = telemetry.ConcernsOrder(ctx, id.String())
 	hash := req.Hash()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		replayed = false
@@ -104,30 +107,22 @@ func (s *service) placeOrder(ctx context.Context, key string, req NewOrder) (o O
 		if err != nil {
 			return err
 		}
-		items, total, err := Price(req.Items, prices)
+		total, err := Price(req.Items, prices)
 		if err != nil {
 			return err
 		}
 		o = Order{
 			ID: id, CustomerID: req.CustomerID, Email: req.Email,
-			Status: StatusPending, TotalCents: total, Currency: Currency, Items: items,
+			Status: StatusPending, TotalCents: total, Currency: Currency, Items: pricedItems(req.Items, prices),
 		}
 		if o.CreatedAt, err = insertOrder(ctx, tx, o); err != nil {
 			return err
 		}
 		o.UpdatedAt = o.CreatedAt
-		created := events.OrderCreated{
+		return outbox.Emit(ctx, tx, serviceName, events.Envelope{}, events.OrderCreated{
 			OrderID: id.String(), CustomerID: o.CustomerID, Email: o.Email,
-			Currency: o.Currency, TotalCents: o.TotalCents, Items: make([]events.Item, len(items)),
-		}
-		for i, it := range items {
-			created.Items[i] = events.Item{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents}
-		}
-		env, err := events.New(serviceName, created)
-		if err != nil {
-			return err
-		}
-		return outbox.Write(ctx, tx, events.TopicOrders, env)
+			Currency: o.Currency, TotalCents: o.TotalCents, Items: o.Items,
+		})
 	})
 	if err != nil {
 		return Order{}, false, fmt.Errorf("place order: %w", err)
@@ -156,10 +151,12 @@ func (s *service) advance(ctx context.Context, tx pgx.Tx, e events.Envelope, id 
 	switch d := Transition(o.Status, to); d {
 	case Advance:
 	case Refused:
-		s.logger.WarnContext(ctx, "event ignored: a reserved order always ships", "type", e.Type, "status", o.Status, "requested", to)
+		s.logger.WarnContext(ctx, "event ignored: a reserved order always ships",
+			telemetry.LogEventType, e.Type, telemetry.LogStatus, o.Status, "requested", to)
 		return nil
 	default:
-		s.logger.DebugContext(ctx, "event ignored: order already there or beyond", "type", e.Type, "status", o.Status, "requested", to, "decision", d.String())
+		s.logger.DebugContext(ctx, "event ignored: order already there or beyond",
+			telemetry.LogEventType, e.Type, telemetry.LogStatus, o.Status, "requested", to, "decision", d.String())
 		return nil
 	}
 	updated, err := updateStatus(ctx, tx, id, to, reason)
@@ -167,11 +164,8 @@ func (s *service) advance(ctx context.Context, tx pgx.Tx, e events.Envelope, id 
 		return err
 	}
 	if to == StatusCancelled {
-		env, err := events.New(serviceName, events.OrderCancelled{OrderID: id.String(), CustomerID: o.CustomerID, Reason: reason})
-		if err != nil {
-			return err
-		}
-		if err := outbox.Write(ctx, tx, events.TopicOrders, env.CausedBy(e)); err != nil {
+		cancelled := events.OrderCancelled{OrderID: id.String(), CustomerID: o.CustomerID, Reason: reason}
+		if err := outbox.Emit(ctx, tx, serviceName, e, cancelled); err != nil {
 			return err
 		}
 	}
@@ -185,7 +179,7 @@ func (s *service) advance(ctx context.Context, tx pgx.Tx, e events.Envelope, id 
 			s.metrics.sagaDuration.Observe(elapsed.Seconds())
 		})
 	}
-	s.logger.InfoContext(ctx, "order status changed", "from", o.Status, "to", to, "reason", reason, "type", e.Type)
+	s.logger.InfoContext(ctx, "order status changed", "from", o.Status, "to", to, telemetry.LogReason, reason, telemetry.LogEventType, e.Type)
 	return nil
 }
 
@@ -201,9 +195,21 @@ func (s *service) updateProduct(ctx context.Context, tx pgx.Tx, e events.Envelop
 		return err
 	}
 	if !wrote {
-		s.logger.DebugContext(ctx, "product update ignored: a later one is stored", "sku", p.SKU)
+		s.logger.DebugContext(ctx, "product update ignored: a later one is stored", telemetry.LogSKU, p.SKU)
 		return nil
 	}
-	s.logger.InfoContext(ctx, "product updated", "sku", p.SKU, "price_cents", p.PriceCents)
+	s.logger.InfoContext(ctx, "product updated", telemetry.LogSKU, p.SKU, "price_cents", p.PriceCents)
 	return nil
+}
+
+// pricedItems returns the order's lines at their catalog prices (Price has
+// checked that every SKU is in prices), sorted by SKU: the items as stored,
+// answered and carried by OrderCreated.
+func pricedItems(lines []LineItem, prices map[string]int64) []events.Item {
+	items := make([]events.Item, len(lines))
+	for i, l := range lines {
+		items[i] = events.Item{SKU: l.SKU, Quantity: l.Quantity, UnitPriceCents: prices[l.SKU]}
+	}
+	slices.SortFunc(items, func(a, b events.Item) int { return strings.Compare(a.SKU, b.SKU) })
+	return items
 }

@@ -2,48 +2,41 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sagashop/sagashop/pkg/database"
+	"github.com/sagashop/sagashop/pkg/events"
 )
 
-// Order is a placed order as stored.
+// Order is a placed order as stored, with its items priced from the
+// catalog and sorted by SKU.
 type Order struct {
-	ID         uuid.UUID `db:"id"`
-	CustomerID string    `db:"customer_id"`
-	Email      string    `db:"email"`
-	Status     Status    `db:"status"`
-	Reason     string    `db:"reason"`
-	TotalCents int64     `db:"total_cents"`
-	Currency   string    `db:"currency"`
-	CreatedAt  time.Time `db:"created_at"`
-	UpdatedAt  time.Time `db:"updated_at"`
-	Items      []Item    `db:"-"`
-}
-
-// querier is what the read functions need: a transaction or a pool.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	ID         uuid.UUID     `db:"id"`
+	CustomerID string        `db:"customer_id"`
+	Email      string        `db:"email"`
+	Status     Status        `db:"status"`
+	Reason     string        `db:"reason"`
+	TotalCents int64         `db:"total_cents"`
+	Currency   string        `db:"currency"`
+	CreatedAt  time.Time     `db:"created_at"`
+	UpdatedAt  time.Time     `db:"updated_at"`
+	Items      []events.Item `db:"-"`
 }
 
 const orderColumns = `id, customer_id, email, status, reason, total_cents, currency, created_at, updated_at`
 
 // selectOrder reads order id with its items. It fails with ErrNotFound.
-func selectOrder(ctx context.Context, q querier, id uuid.UUID) (Order, error) {
-	rows, _ := q.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id)
-	o, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Order])
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Order{}, ErrNotFound
-	}
+func selectOrder(ctx context.Context, q database.Querier, id uuid.UUID) (Order, error) {
+	o, err := database.QueryOne[Order](ctx, q, ErrNotFound, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id)
 	if err != nil {
 		return Order{}, fmt.Errorf("select order %s: %w", id, err)
 	}
-	rows, _ = q.Query(ctx, `SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY sku`, id)
-	o.Items, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Item])
+	rows, _ := q.Query(ctx, `SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY sku`, id)
+	o.Items, err = pgx.CollectRows(rows, pgx.RowToStructByPos[events.Item])
 	if err != nil {
 		return Order{}, fmt.Errorf("select items of order %s: %w", id, err)
 	}
@@ -53,11 +46,7 @@ func selectOrder(ctx context.Context, q querier, id uuid.UUID) (Order, error) {
 // lockOrder reads order id's status for update, so concurrent events for one
 // order are decided one after the other. It fails with ErrNotFound.
 func lockOrder(ctx context.Context, tx pgx.Tx, id uuid.UUID) (Order, error) {
-	rows, _ := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 FOR UPDATE`, id)
-	o, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Order])
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Order{}, ErrNotFound
-	}
+	o, err := database.QueryOne[Order](ctx, tx, ErrNotFound, `SELECT `+orderColumns+` FROM orders WHERE id = $1 FOR UPDATE`, id)
 	if err != nil {
 		return Order{}, fmt.Errorf("lock order %s: %w", id, err)
 	}
