@@ -309,3 +309,20 @@ func checkPublished(t testing.TB, msgs []kafka.Message, want map[string]committe
 	}
 	return duplicates
 }
+
+// readyTopic creates a 3-partition topic and waits until the leader of every
+// partition serves it. Just after creation the broker may still answer Not
+// Leader For Partition for some partitions: the writer then fails part of a
+// batch and the relay publishes all of it again, which a test counting exact
+// messages cannot tell from a relay bug.
+func readyTopic(t testing.TB, brokers []string) string {
+	t.Helper()
+	topic := testenv.Topics(t, brokers, 3, "outbox")[0]
+	testenv.WaitFor(t, 10*time.Second, "leaders of "+topic, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := lastOffsets(ctx, brokers, topic, 3)
+		return err == nil
+	})
+	return topic
+}

@@ -116,7 +116,7 @@ func TestCrashBetweenPublishAndDeleteRepublishes(t *testing.T) {
 	t.Parallel()
 	pool := setup(t)
 	brokers := testenv.Kafka(t)
-	topic := testenv.Topics(t, brokers, 3, "outbox")[0]
+	topic := readyTopic(t, brokers)
 	ctx := context.Background()
 	const n = 30
 	var es []events.Envelope

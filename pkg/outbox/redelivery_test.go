@@ -23,7 +23,7 @@ func TestRepublishedEventsAreAppliedOnce(t *testing.T) {
 	t.Parallel()
 	pool := setup(t)
 	brokers := testenv.Kafka(t)
-	topic := testenv.Topics(t, brokers, 3, "outbox")[0]
+	topic := readyTopic(t, brokers)
 	ctx := context.Background()
 	for _, ddl := range []string{consumer.Schema, `CREATE TABLE effects (event_id uuid NOT NULL)`} {
 		if _, err := pool.Exec(ctx, ddl); err != nil {
