@@ -3,12 +3,13 @@ package main
 import (
 	"fmt"
 
+	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/platform"
 )
 
 // serviceName is the service's name: its consumer group, its event source,
 // its database role prefix and its default OTEL service name.
-const serviceName = "inventory"
+const serviceName = events.SourceInventory
 
 // config is everything the inventory service reads from its environment.
 // It has no settings of its own beyond the platform's (HTTP_ADDR,

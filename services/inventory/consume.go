@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sagashop/sagashop/pkg/consumer"
@@ -12,7 +10,7 @@ import (
 )
 
 // handlers maps the event types the inventory service consumes to its use
-// cases. Other types on its topics are skipped by the consumer.
+// cases; the consumer reads the topics they travel on and skips other types.
 func (s *service) handlers() map[string]consumer.Handler {
 	return map[string]consumer.Handler{
 		events.TypePaymentProcessed: s.onPaymentProcessed,
@@ -25,24 +23,18 @@ func (s *service) handlers() map[string]consumer.Handler {
 // dead-lettered. Order lines that make no sense (a quantity out of range)
 // are not: they cannot be reserved, so the order is rejected and refunded.
 func (s *service) onPaymentProcessed(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
-	paid, err := events.Decode[events.PaymentProcessed](e)
+	paid, _, err := consumer.DecodeOrder[events.PaymentProcessed](e)
 	if err != nil {
-		return consumer.Permanent(err)
-	}
-	if _, err := uuid.Parse(paid.OrderID); err != nil {
-		return consumer.Permanent(fmt.Errorf("order id %q is not a UUID", paid.OrderID))
+		return err
 	}
 	return s.reserve(ctx, tx, e, paid)
 }
 
 // onOrderShipped releases the shipped order's reservation.
 func (s *service) onOrderShipped(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
-	shipped, err := events.Decode[events.OrderShipped](e)
+	shipped, _, err := consumer.DecodeOrder[events.OrderShipped](e)
 	if err != nil {
-		return consumer.Permanent(err)
-	}
-	if _, err := uuid.Parse(shipped.OrderID); err != nil {
-		return consumer.Permanent(fmt.Errorf("order id %q is not a UUID", shipped.OrderID))
+		return err
 	}
 	return s.releaseReservation(ctx, tx, shipped)
 }

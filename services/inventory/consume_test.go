@@ -33,7 +33,7 @@ func orderShipped(t *testing.T, orderID string) events.Envelope {
 
 func (ts *testService) wantReservation(t *testing.T, orderID string, status ReservationStatus) Reservation {
 	t.Helper()
-	r, err := getReservation(context.Background(), ts.pool, orderID)
+	r, err := getReservation(context.Background(), ts.Pool, orderID)
 	if err != nil {
 		t.Fatalf("reservation %s: %v", orderID, err)
 	}
@@ -47,7 +47,7 @@ func (ts *testService) wantReservation(t *testing.T, orderID string, status Rese
 // typ on inventory.events, caused by cause, and returns it.
 func (ts *testService) wantOne(t *testing.T, key, typ string, cause events.Envelope) events.Envelope {
 	t.Helper()
-	return servicetest.RequireOneEvent(t, ts.pool, key, events.TopicInventory, typ, serviceName, cause)
+	return servicetest.RequireOneEvent(t, ts.Pool, key, events.TopicInventory, typ, serviceName, cause)
 }
 
 func TestReserveAll(t *testing.T) {
@@ -57,12 +57,15 @@ func TestReserveAll(t *testing.T) {
 	orderID := newOrderID()
 	items := []events.Item{{SKU: "TEA", Quantity: 2, UnitPriceCents: 400}, {SKU: "MUG", Quantity: 1, UnitPriceCents: 1299}, {SKU: "MUG", Quantity: 2, UnitPriceCents: 1299}}
 	e := paymentProcessed(t, orderID, items...)
-	if err := ts.deliver(t, e); err != nil {
+	if err := ts.Apply(t, e); err != nil {
 		t.Fatal(err)
 	}
 	r := ts.wantReservation(t, orderID, StatusReserved)
-	if len(r.Items) != 3 {
-		t.Fatalf("stored items %+v", r.Items)
+	if r.Demand.Units("MUG") != 3 || r.Demand.Units("TEA") != 2 {
+		t.Fatalf("reservation holds %+v, want 3 MUG and 2 TEA", r.Demand)
+	}
+	if n := servicetest.Count(t, ts.Pool, `SELECT jsonb_array_length(items) FROM reservations WHERE order_id = $1`, orderID); n != 3 {
+		t.Fatalf("reservation stored with %d items, want the order's 3", n)
 	}
 	ts.wantStock(t, "MUG", 2, 3)
 	ts.wantStock(t, "TEA", 0, 2)
@@ -82,7 +85,7 @@ func TestReserveNone(t *testing.T) {
 	orderID := newOrderID()
 	e := paymentProcessed(t, orderID,
 		events.Item{SKU: "MUG", Quantity: 5}, events.Item{SKU: "TEA", Quantity: 2}, events.Item{SKU: "GHOST", Quantity: 1})
-	if err := ts.deliver(t, e); err != nil {
+	if err := ts.Apply(t, e); err != nil {
 		t.Fatal(err)
 	}
 	ts.wantReservation(t, orderID, StatusRejected)
@@ -108,7 +111,7 @@ func TestReserveRejectsNonsenseLines(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			orderID := newOrderID()
 			e := paymentProcessed(t, orderID, items...)
-			if err := ts.deliver(t, e); err != nil {
+			if err := ts.Apply(t, e); err != nil {
 				t.Fatal(err)
 			}
 			ts.wantReservation(t, orderID, StatusRejected)
@@ -125,7 +128,7 @@ func TestReserveIdempotentByState(t *testing.T) {
 	first := paymentProcessed(t, orderID, events.Item{SKU: "MUG", Quantity: 2})
 	second := paymentProcessed(t, orderID, events.Item{SKU: "MUG", Quantity: 2}) // same fact, another id
 	for _, e := range []events.Envelope{first, second, first} {
-		if err := ts.deliver(t, e); err != nil {
+		if err := ts.Apply(t, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -147,13 +150,13 @@ func TestReserveRejectsPoisonEvents(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := paymentProcessed(t, newOrderID(), events.Item{SKU: "MUG", Quantity: 1})
 			e.Data = json.RawMessage(data)
-			if err := ts.deliver(t, e); !errors.Is(err, consumer.ErrPermanent) {
+			if err := ts.Apply(t, e); !errors.Is(err, consumer.ErrPermanent) {
 				t.Fatalf("error %v, want a permanent one", err)
 			}
-			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM reservations`); n != 0 {
+			if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM reservations`); n != 0 {
 				t.Fatalf("%d reservations stored", n)
 			}
-			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' <> $1`, events.TypeProductUpdated); n != 0 {
+			if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' <> $1`, events.TypeProductUpdated); n != 0 {
 				t.Fatalf("%d events written", n)
 			}
 			ts.wantStock(t, "MUG", 5, 0)
@@ -166,19 +169,19 @@ func TestReleaseReservation(t *testing.T) {
 	ts.stock(t, "MUG", 5)
 	ts.stock(t, "TEA", 3)
 	orderID := newOrderID()
-	if err := ts.deliver(t, paymentProcessed(t, orderID, events.Item{SKU: "MUG", Quantity: 2}, events.Item{SKU: "TEA", Quantity: 3})); err != nil {
+	if err := ts.Apply(t, paymentProcessed(t, orderID, events.Item{SKU: "MUG", Quantity: 2}, events.Item{SKU: "TEA", Quantity: 3})); err != nil {
 		t.Fatal(err)
 	}
 	// Shipped twice, under two event ids: released once.
 	for _, e := range []events.Envelope{orderShipped(t, orderID), orderShipped(t, orderID)} {
-		if err := ts.deliver(t, e); err != nil {
+		if err := ts.Apply(t, e); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ts.wantReservation(t, orderID, StatusShipped)
 	ts.wantStock(t, "MUG", 3, 0) // the units left: available stays down
 	ts.wantStock(t, "TEA", 0, 0)
-	if n := len(servicetest.OutboxEvents(t, ts.pool, orderID)); n != 1 {
+	if n := len(servicetest.OutboxEvents(t, ts.Pool, orderID)); n != 1 {
 		t.Fatalf("%d events for the order, want only InventoryReserved", n)
 	}
 }
@@ -187,17 +190,17 @@ func TestReleaseNothingHeld(t *testing.T) {
 	ts := newTestService(t)
 	ts.stock(t, "MUG", 1)
 	rejected := newOrderID()
-	if err := ts.deliver(t, paymentProcessed(t, rejected, events.Item{SKU: "MUG", Quantity: 2})); err != nil {
+	if err := ts.Apply(t, paymentProcessed(t, rejected, events.Item{SKU: "MUG", Quantity: 2})); err != nil {
 		t.Fatal(err)
 	}
 	unknown := newOrderID()
 	for _, orderID := range []string{rejected, unknown} {
-		if err := ts.deliver(t, orderShipped(t, orderID)); err != nil {
+		if err := ts.Apply(t, orderShipped(t, orderID)); err != nil {
 			t.Fatalf("order %s: %v", orderID, err)
 		}
 	}
 	ts.wantReservation(t, rejected, StatusRejected)
-	if _, err := getReservation(context.Background(), ts.pool, unknown); !errors.Is(err, ErrNotFound) {
+	if _, err := getReservation(context.Background(), ts.Pool, unknown); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("reservation of unknown order: %v, want ErrNotFound", err)
 	}
 	ts.wantStock(t, "MUG", 1, 0)
@@ -213,7 +216,7 @@ func TestReleaseRejectsPoisonEvents(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := orderShipped(t, newOrderID())
 			e.Data = json.RawMessage(data)
-			if err := ts.deliver(t, e); !errors.Is(err, consumer.ErrPermanent) {
+			if err := ts.Apply(t, e); !errors.Is(err, consumer.ErrPermanent) {
 				t.Fatalf("error %v, want a permanent one", err)
 			}
 		})
@@ -228,7 +231,7 @@ func (ts *testService) deliverAll(t *testing.T, envs []events.Envelope) []error 
 	errs := make([]error, len(envs))
 	for i, e := range envs {
 		h := servicetest.Handler(t, ts.handlers(), e.Type)
-		wg.Go(func() { errs[i] = servicetest.Deliver(t, ts.pool, h, e) })
+		wg.Go(func() { errs[i] = servicetest.Deliver(t, ts.Pool, h, e) })
 	}
 	wg.Wait()
 	return errs
@@ -248,18 +251,42 @@ func TestConcurrentReservationsNeverOversell(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM reservations WHERE status = 'RESERVED'`); n != 5 {
+	if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM reservations WHERE status = 'RESERVED'`); n != 5 {
 		t.Fatalf("%d reserved, want 5", n)
 	}
-	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM reservations WHERE status = 'REJECTED'`); n != 15 {
+	if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM reservations WHERE status = 'REJECTED'`); n != 15 {
 		t.Fatalf("%d rejected, want 15", n)
 	}
-	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypeInventoryUnavailable); n != 15 {
+	if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypeInventoryUnavailable); n != 15 {
 		t.Fatalf("%d InventoryUnavailable, want 15", n)
 	}
 	ts.wantStock(t, "MUG", 0, 5)
-	if v := servicetest.Metric(t, ts.registry, "reservations_total", "outcome", "reserved"); v != 5 {
+	if v := servicetest.Metric(t, ts.Registry, "reservations_total", "outcome", "reserved"); v != 5 {
 		t.Fatalf("reservations_total{reserved} = %v, want 5", v)
+	}
+}
+
+// TestReservationsCountedAfterCommit: an attempt that reserves and then
+// rolls back (its commit failed; the consumer will retry) counts nothing,
+// and the attempt that commits counts once.
+func TestReservationsCountedAfterCommit(t *testing.T) {
+	ts := newTestService(t)
+	ts.stock(t, "MUG", 5)
+	e := paymentProcessed(t, newOrderID(), events.Item{SKU: "MUG", Quantity: 1})
+	reserve := servicetest.Handler(t, ts.handlers(), events.TypePaymentProcessed)
+	if err := servicetest.Deliver(t, ts.Pool, servicetest.RollBack(reserve), e); !errors.Is(err, servicetest.ErrRolledBack) {
+		t.Fatalf("rolled-back attempt: %v", err)
+	}
+	ts.wantStock(t, "MUG", 5, 0)
+	if v := servicetest.Metric(t, ts.Registry, "reservations_total"); v != 0 {
+		t.Fatalf("reservations_total = %v after a rolled-back attempt, want 0", v)
+	}
+	if err := ts.Apply(t, e); err != nil {
+		t.Fatal(err)
+	}
+	ts.wantStock(t, "MUG", 4, 1)
+	if v := servicetest.Metric(t, ts.Registry, "reservations_total", "outcome", "reserved"); v != 1 {
+		t.Fatalf("reservations_total{reserved} = %v, want 1", v)
 	}
 }
 

@@ -1,14 +1,21 @@
 package main
 
 import (
-	"errors"
 	"log/slog"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/sagashop/sagashop/pkg/telemetry"
 	"github.com/sagashop/sagashop/pkg/web"
 )
+
+// problems is how the catalog API answers its domain errors; everything
+// else is a 500 (web.Problems.Write).
+var problems = web.Problems{
+	ErrInvalid:  {Status: http.StatusUnprocessableEntity, Title: "invalid product", Detail: "the request has invalid fields"},
+	ErrNotFound: {Status: http.StatusNotFound, Title: "product not found", Detail: "no such resource"},
+}
 
 // routes adds the catalog API to r.
 func (s *service) routes(r chi.Router) {
@@ -39,14 +46,14 @@ func toResponse(p Product) productResponse {
 // handlePutProduct: PUT /products/{sku} {"name", "price_cents", "available"}
 // → 201 with the product when it is new, 200 when it was replaced.
 func (s *service) handlePutProduct(w http.ResponseWriter, r *http.Request) {
-	sku := chi.URLParam(r, "sku")
-	if !web.CheckID(sku) {
-		web.WriteProblem(w, web.Problem{Status: http.StatusBadRequest, Detail: "invalid sku"})
+	sku, err := web.PathID(r, "sku")
+	if err != nil {
+		problems.Write(w, r, err)
 		return
 	}
 	var req putProductRequest
 	if err := web.Decode(w, r, &req); err != nil {
-		s.writeError(w, r, err)
+		problems.Write(w, r, err)
 		return
 	}
 	// Every field is checked, so one response names every problem.
@@ -62,19 +69,19 @@ func (s *service) handlePutProduct(w http.ResponseWriter, r *http.Request) {
 	check("price_cents", req.PriceCents != nil, func() string { return CheckPrice(*req.PriceCents) })
 	check("available", req.Available != nil, func() string { return CheckAvailable(*req.Available) })
 	if err := web.Invalid(fields); err != nil {
-		s.writeError(w, r, err)
+		problems.Write(w, r, err)
 		return
 	}
 	p, created, err := s.putProduct(r.Context(), Product{SKU: sku, Name: *req.Name, PriceCents: *req.PriceCents, Available: *req.Available})
 	if err != nil {
-		s.writeError(w, r, err)
+		problems.Write(w, r, err)
 		return
 	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 	}
-	s.logger.InfoContext(r.Context(), "product saved", slog.String("sku", p.SKU), slog.Bool("created", created),
+	s.logger.InfoContext(r.Context(), "product saved", slog.String(telemetry.LogSKU, p.SKU), slog.Bool("created", created),
 		slog.Int64("price_cents", p.PriceCents), slog.Int("available", p.Available))
 	web.Encode(w, status, toResponse(p))
 }
@@ -82,36 +89,15 @@ func (s *service) handlePutProduct(w http.ResponseWriter, r *http.Request) {
 // handleGetProduct: GET /products/{sku} → 200 with the product, 404 if
 // there is none (or the SKU is not a valid id).
 func (s *service) handleGetProduct(w http.ResponseWriter, r *http.Request) {
-	sku := chi.URLParam(r, "sku")
-	if !web.CheckID(sku) {
-		s.writeError(w, r, ErrNotFound)
+	sku, err := web.PathID(r, "sku")
+	if err != nil {
+		problems.Write(w, r, err)
 		return
 	}
 	p, err := s.product(r.Context(), sku)
 	if err != nil {
-		s.writeError(w, r, err)
+		problems.Write(w, r, err)
 		return
 	}
 	web.Encode(w, http.StatusOK, toResponse(p))
-}
-
-// writeError is the one place errors become responses: request problems
-// keep their status, validation 422, not found 404, and anything else is
-// logged and answered 500 without internal detail.
-func (s *service) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var reqErr *web.RequestError
-	var invalid ValidationError
-	switch {
-	case errors.As(err, &reqErr):
-		web.WriteProblem(w, reqErr.Problem())
-	case errors.As(err, &invalid):
-		web.WriteProblem(w, web.Problem{Status: http.StatusUnprocessableEntity, Detail: "the request has invalid fields", Errors: invalid})
-	case errors.Is(err, ErrInvalid):
-		web.WriteProblem(w, web.Problem{Status: http.StatusUnprocessableEntity, Detail: "the request is invalid"})
-	case errors.Is(err, ErrNotFound):
-		web.WriteProblem(w, web.Problem{Status: http.StatusNotFound, Detail: "no such resource"})
-	default:
-		s.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		web.WriteProblem(w, web.Problem{Status: http.StatusInternalServerError})
-	}
 }

@@ -16,7 +16,7 @@ import (
 // do sends a request to the real router and returns the recorded response.
 func (ts *testService) do(t *testing.T, method, path, contentType, body string) *httptest.ResponseRecorder {
 	t.Helper()
-	return servicetest.Request(t, ts.handler, method, path, body, "Content-Type", contentType)
+	return servicetest.Request(t, ts.Handler, method, path, body, "Content-Type", contentType)
 }
 
 func TestPutAndGetProduct(t *testing.T) {
@@ -33,7 +33,7 @@ func TestPutAndGetProduct(t *testing.T) {
 
 	// Reserve some, then replace: reserved is left alone.
 	orderID := uuid.Must(uuid.NewV7()).String()
-	if err := ts.deliver(t, paymentProcessed(t, orderID, events.Item{SKU: "MUG-1", Quantity: 3, UnitPriceCents: 1299})); err != nil {
+	if err := ts.Apply(t, paymentProcessed(t, orderID, events.Item{SKU: "MUG-1", Quantity: 3, UnitPriceCents: 1299})); err != nil {
 		t.Fatal(err)
 	}
 	res = ts.do(t, http.MethodPut, "/products/MUG-1", "application/json", `{"name": "Big mug", "price_cents": 1499, "available": 10}`)
@@ -54,7 +54,7 @@ func TestPutAndGetProduct(t *testing.T) {
 	}
 
 	// Every PUT emitted ProductUpdated, keyed by SKU, with the new state.
-	out := servicetest.OutboxEvents(t, ts.pool, "MUG-1")
+	out := servicetest.OutboxEvents(t, ts.Pool, "MUG-1")
 	if len(out) != 2 {
 		t.Fatalf("%d events for MUG-1, want 2", len(out))
 	}
@@ -114,10 +114,10 @@ func TestPutProductRejectsBadInput(t *testing.T) {
 					t.Errorf("problem %+v does not name %s", p, f)
 				}
 			}
-			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM products`); n != 0 {
+			if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM products`); n != 0 {
 				t.Fatalf("%d products stored", n)
 			}
-			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox`); n != 0 {
+			if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM outbox`); n != 0 {
 				t.Fatalf("%d events written", n)
 			}
 		})
@@ -139,7 +139,7 @@ func TestMetricsExposed(t *testing.T) {
 	ts := newTestService(t)
 	ts.stock(t, "MUG", 1)
 	for i := 0; i < 2; i++ { // one reserved, one unavailable
-		if err := ts.deliver(t, paymentProcessed(t, uuid.Must(uuid.NewV7()).String(), events.Item{SKU: "MUG", Quantity: 1})); err != nil {
+		if err := ts.Apply(t, paymentProcessed(t, uuid.Must(uuid.NewV7()).String(), events.Item{SKU: "MUG", Quantity: 1})); err != nil {
 			t.Fatal(err)
 		}
 	}

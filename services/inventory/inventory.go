@@ -32,17 +32,9 @@ var (
 // them. It matches ErrInvalid.
 type ValidationError map[string]string
 
-func (v ValidationError) Error() string {
-	fields := make([]string, 0, len(v))
-	for f, msg := range v {
-		fields = append(fields, f+": "+msg)
-	}
-	sort.Strings(fields)
-	return "invalid: " + strings.Join(fields, "; ")
-}
-
-// Is makes errors.Is(err, ErrInvalid) true for a ValidationError.
-func (v ValidationError) Is(target error) bool { return target == ErrInvalid }
+func (v ValidationError) Error() string                  { return fmt.Sprint("invalid: ", map[string]string(v)) }
+func (v ValidationError) Is(target error) bool           { return target == ErrInvalid }
+func (v ValidationError) FieldErrors() map[string]string { return v }
 
 // orNil returns v as an error, or nil when it is empty.
 func (v ValidationError) orNil() error {
@@ -101,11 +93,41 @@ func CheckAvailable(available int) string {
 	return ""
 }
 
-// Item is one line of an order.
-type Item struct {
-	SKU            string `json:"sku"`
-	Quantity       int    `json:"quantity"`
-	UnitPriceCents int64  `json:"unit_price_cents"`
+// Demand is what one order asks of the stock: the units of each SKU its
+// lines add up to (an order may list the same SKU on two lines, and it is
+// the sum that has to be available), and which SKUs are on a line that can
+// never be reserved. Add builds it one order line at a time; the zero value
+// is an order without lines.
+type Demand struct {
+	units  map[string]int
+	broken map[string]bool // SKUs on a line whose quantity is out of range
+}
+
+// Add adds an order line to d. A line whose quantity is not from 1 to
+// MaxLineQuantity cannot be reserved: its SKU counts as missing.
+func (d *Demand) Add(sku string, quantity int) {
+	if d.units == nil {
+		d.units, d.broken = map[string]int{}, map[string]bool{}
+	}
+	d.units[sku] += quantity
+	if quantity < 1 || quantity > MaxLineQuantity {
+		d.broken[sku] = true
+	}
+}
+
+// Units returns the units of sku that d asks for.
+func (d Demand) Units(sku string) int { return d.units[sku] }
+
+// SKUs returns the distinct SKUs of d, sorted: the order in which product
+// rows are locked and updated, the same for every transaction, so
+// concurrent reservations never deadlock.
+func (d Demand) SKUs() []string {
+	skus := make([]string, 0, len(d.units))
+	for sku := range d.units {
+		skus = append(skus, sku)
+	}
+	sort.Strings(skus)
+	return skus
 }
 
 // ReservationStatus is where an order's reservation stands: RESERVED
@@ -119,64 +141,35 @@ const (
 	StatusShipped  ReservationStatus = "SHIPPED"
 )
 
-// Reservation is the outcome of reserving one order's items.
+// Reservation is the outcome of reserving one order's items. The items are
+// stored with it, but the domain reads only their Demand.
 type Reservation struct {
 	OrderID string
 	Status  ReservationStatus
-	Items   []Item
+	// Demand is what the order asked for: the units held while RESERVED.
+	Demand Demand
 	// MissingSKUs are the SKUs that could not be reserved (REJECTED only),
 	// sorted. Not stored: it is the content of InventoryUnavailable.
 	MissingSKUs []string
 }
 
-// Demand sums the quantities of items per SKU: an order may list the same
-// SKU on two lines, and it is the sum that has to be available.
-func Demand(items []Item) map[string]int {
-	d := make(map[string]int, len(items))
-	for _, it := range items {
-		d[it.SKU] += it.Quantity
-	}
-	return d
-}
-
-// SKUs returns the distinct SKUs of items, sorted: the order in which
-// product rows are locked and updated, the same for every transaction, so
-// concurrent reservations never deadlock.
-func SKUs(items []Item) []string {
-	d := Demand(items)
-	skus := make([]string, 0, len(d))
-	for sku := range d {
-		skus = append(skus, sku)
-	}
-	sort.Strings(skus)
-	return skus
-}
-
-// Reserve decides the reservation of an order's items given the current
-// stock of their products (stock holds the products that exist; a SKU
-// missing from it is unknown). It is all or nothing: RESERVED when every
-// SKU's available units cover the demand for it, otherwise REJECTED with
-// the SKUs that fall short. A line whose quantity is not from 1 to
-// MaxLineQuantity cannot be reserved either: its SKU counts as missing. An
-// order without items has nothing that could be reserved and is REJECTED.
-func Reserve(orderID string, items []Item, stock map[string]Product) Reservation {
+// Reserve decides the reservation of an order's demand given the current
+// stock of its products (stock holds the products that exist; a SKU missing
+// from it is unknown). It is all or nothing: RESERVED when every SKU's
+// available units cover the demand for it, otherwise REJECTED with the SKUs
+// that fall short. A SKU on a line that cannot be reserved (Demand.Add)
+// counts as missing. An order without items has nothing that could be
+// reserved and is REJECTED.
+func Reserve(orderID string, d Demand, stock map[string]Product) Reservation {
 	missing := map[string]bool{}
-	for _, it := range items {
-		if it.Quantity < 1 || it.Quantity > MaxLineQuantity {
-			missing[it.SKU] = true
-		}
-	}
-	for sku, qty := range Demand(items) {
+	for sku, qty := range d.units {
 		p, ok := stock[sku]
-		if !ok || p.Available < qty {
+		if !ok || p.Available < qty || d.broken[sku] {
 			missing[sku] = true
 		}
 	}
-	r := Reservation{OrderID: orderID, Status: StatusReserved, Items: items}
-	if r.Items == nil {
-		r.Items = []Item{}
-	}
-	if len(missing) > 0 || len(items) == 0 {
+	r := Reservation{OrderID: orderID, Status: StatusReserved, Demand: d}
+	if len(missing) > 0 || len(d.units) == 0 {
 		r.Status = StatusRejected
 		r.MissingSKUs = make([]string, 0, len(missing))
 		for sku := range missing {

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 func TestValidateProduct(t *testing.T) {
@@ -36,29 +38,35 @@ func TestValidateProduct(t *testing.T) {
 				}
 				return
 			}
-			var v ValidationError
-			if !errors.As(err, &v) || !errors.Is(err, ErrInvalid) {
-				t.Fatalf("error %v: want a ValidationError matching ErrInvalid", err)
-			}
-			if len(v) != len(tt.wantFields) {
-				t.Fatalf("fields %v, want %v", v, tt.wantFields)
-			}
-			for _, f := range tt.wantFields {
-				if v[f] == "" {
-					t.Errorf("no message for %s in %v", f, v)
-				}
-			}
+			servicetest.RequireFieldErrors(t, err, ErrInvalid, tt.wantFields...)
 		})
 	}
 }
 
-func TestDemandAndSKUs(t *testing.T) {
-	items := []Item{{SKU: "TEA", Quantity: 1}, {SKU: "MUG", Quantity: 2}, {SKU: "TEA", Quantity: 3}}
-	if got, want := Demand(items), map[string]int{"TEA": 4, "MUG": 2}; !reflect.DeepEqual(got, want) {
-		t.Errorf("Demand = %v, want %v", got, want)
+// line is an order line, as the tests write them.
+type line struct {
+	SKU      string
+	Quantity int
+}
+
+func demand(lines []line) Demand {
+	var d Demand
+	for _, l := range lines {
+		d.Add(l.SKU, l.Quantity)
 	}
-	if got, want := SKUs(items), []string{"MUG", "TEA"}; !reflect.DeepEqual(got, want) {
+	return d
+}
+
+func TestDemand(t *testing.T) {
+	d := demand([]line{{SKU: "TEA", Quantity: 1}, {SKU: "MUG", Quantity: 2}, {SKU: "TEA", Quantity: 3}})
+	if d.Units("TEA") != 4 || d.Units("MUG") != 2 || d.Units("NOPE") != 0 {
+		t.Errorf("Units: TEA %d, MUG %d, NOPE %d; want 4, 2, 0", d.Units("TEA"), d.Units("MUG"), d.Units("NOPE"))
+	}
+	if got, want := d.SKUs(), []string{"MUG", "TEA"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("SKUs = %v, want %v", got, want)
+	}
+	if got := (Demand{}).SKUs(); len(got) != 0 {
+		t.Errorf("SKUs of no lines = %v", got)
 	}
 }
 
@@ -70,34 +78,34 @@ func TestReserve(t *testing.T) {
 	}
 	tests := []struct {
 		name        string
-		items       []Item
+		items       []line
 		want        ReservationStatus
 		wantMissing []string
 	}{
-		{"all available", []Item{{SKU: "MUG", Quantity: 5}, {SKU: "TEA", Quantity: 1}}, StatusReserved, nil},
-		{"one short", []Item{{SKU: "MUG", Quantity: 1}, {SKU: "TEA", Quantity: 2}}, StatusRejected, []string{"TEA"}},
-		{"sold out", []Item{{SKU: "OUT", Quantity: 1}}, StatusRejected, []string{"OUT"}},
-		{"unknown SKU", []Item{{SKU: "MUG", Quantity: 1}, {SKU: "NOPE", Quantity: 1}}, StatusRejected, []string{"NOPE"}},
-		{"same SKU on two lines adds up", []Item{{SKU: "MUG", Quantity: 3}, {SKU: "MUG", Quantity: 3}}, StatusRejected, []string{"MUG"}},
-		{"same SKU on two lines within stock", []Item{{SKU: "MUG", Quantity: 2}, {SKU: "MUG", Quantity: 3}}, StatusReserved, nil},
-		{"several missing, sorted", []Item{{SKU: "TEA", Quantity: 9}, {SKU: "NOPE", Quantity: 1}, {SKU: "MUG", Quantity: 9}}, StatusRejected, []string{"MUG", "NOPE", "TEA"}},
-		{"zero quantity", []Item{{SKU: "MUG", Quantity: 0}}, StatusRejected, []string{"MUG"}},
-		{"negative quantity would add stock", []Item{{SKU: "MUG", Quantity: -3}}, StatusRejected, []string{"MUG"}},
-		{"negative line hidden by another", []Item{{SKU: "MUG", Quantity: 4}, {SKU: "MUG", Quantity: -2}}, StatusRejected, []string{"MUG"}},
-		{"absurd quantity", []Item{{SKU: "MUG", Quantity: MaxLineQuantity + 1}}, StatusRejected, []string{"MUG"}},
+		{"all available", []line{{SKU: "MUG", Quantity: 5}, {SKU: "TEA", Quantity: 1}}, StatusReserved, nil},
+		{"one short", []line{{SKU: "MUG", Quantity: 1}, {SKU: "TEA", Quantity: 2}}, StatusRejected, []string{"TEA"}},
+		{"sold out", []line{{SKU: "OUT", Quantity: 1}}, StatusRejected, []string{"OUT"}},
+		{"unknown SKU", []line{{SKU: "MUG", Quantity: 1}, {SKU: "NOPE", Quantity: 1}}, StatusRejected, []string{"NOPE"}},
+		{"same SKU on two lines adds up", []line{{SKU: "MUG", Quantity: 3}, {SKU: "MUG", Quantity: 3}}, StatusRejected, []string{"MUG"}},
+		{"same SKU on two lines within stock", []line{{SKU: "MUG", Quantity: 2}, {SKU: "MUG", Quantity: 3}}, StatusReserved, nil},
+		{"several missing, sorted", []line{{SKU: "TEA", Quantity: 9}, {SKU: "NOPE", Quantity: 1}, {SKU: "MUG", Quantity: 9}}, StatusRejected, []string{"MUG", "NOPE", "TEA"}},
+		{"zero quantity", []line{{SKU: "MUG", Quantity: 0}}, StatusRejected, []string{"MUG"}},
+		{"negative quantity would add stock", []line{{SKU: "MUG", Quantity: -3}}, StatusRejected, []string{"MUG"}},
+		{"negative line hidden by another", []line{{SKU: "MUG", Quantity: 4}, {SKU: "MUG", Quantity: -2}}, StatusRejected, []string{"MUG"}},
+		{"absurd quantity", []line{{SKU: "MUG", Quantity: MaxLineQuantity + 1}}, StatusRejected, []string{"MUG"}},
 		{"no items", nil, StatusRejected, []string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := Reserve("o1", tt.items, stock)
+			r := Reserve("o1", demand(tt.items), stock)
 			if r.Status != tt.want {
 				t.Fatalf("status %s, want %s", r.Status, tt.want)
 			}
 			if !reflect.DeepEqual(r.MissingSKUs, tt.wantMissing) {
 				t.Fatalf("missing %#v, want %#v", r.MissingSKUs, tt.wantMissing)
 			}
-			if r.OrderID != "o1" || r.Items == nil || len(r.Items) != len(tt.items) {
-				t.Fatalf("reservation %+v lost the order", r)
+			if r.OrderID != "o1" || !reflect.DeepEqual(r.Demand.SKUs(), demand(tt.items).SKUs()) {
+				t.Fatalf("reservation %+v lost the order's demand", r)
 			}
 		})
 	}

@@ -10,29 +10,40 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/outbox"
+	"github.com/sagashop/sagashop/pkg/telemetry"
 )
 
 // service holds the inventory use cases. Each one is one transaction: the
 // HTTP ones open it on the pool; the event handlers run in the consumer's,
 // which also records the event in the inbox.
 type service struct {
-	pool         *pgxpool.Pool
-	logger       *slog.Logger
+	pool    *pgxpool.Pool
+	logger  *slog.Logger
+	metrics metrics
+}
+
+// metrics count the outcomes of the use cases, once their transaction has
+// committed (consumer.AfterCommit), so a retried attempt never counts twice.
+type metrics struct {
 	reservations *prometheus.CounterVec // by outcome: reserved, unavailable
 }
 
 func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer) (*service, error) {
-	// Counted when the handler decides, before the consumer commits, so a
-	// transaction that fails to commit and is retried may count twice.
-	reservations := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "reservations_total", Help: "Reservations of paid orders by outcome (reserved or unavailable).",
-	}, []string{"outcome"})
-	if err := reg.Register(reservations); err != nil {
+	m := metrics{
+		reservations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reservations_total", Help: "Reservations of paid orders by outcome (reserved or unavailable).",
+		}, []string{"outcome"}),
+	}
+	if err := reg.Register(m.reservations); err != nil {
 		return nil, fmt.Errorf("register inventory metrics: %w", err)
 	}
-	return &service{pool: pool, logger: logger, reservations: reservations}, nil
+	// Show the expected series at zero from the start.
+	m.reservations.WithLabelValues("reserved")
+	m.reservations.WithLabelValues("unavailable")
+	return &service{pool: pool, logger: logger, metrics: m}, nil
 }
 
 // putProduct creates or replaces a product (name, price and available
@@ -48,11 +59,7 @@ func (s *service) putProduct(ctx context.Context, p Product) (out Product, creat
 		if err != nil {
 			return err
 		}
-		env, err := events.New(serviceName, events.ProductUpdated{SKU: out.SKU, Name: out.Name, PriceCents: out.PriceCents})
-		if err != nil {
-			return err
-		}
-		return outbox.Write(ctx, tx, events.TopicInventory, env)
+		return outbox.Emit(ctx, tx, serviceName, events.Envelope{}, events.ProductUpdated{SKU: out.SKU, Name: out.Name, PriceCents: out.PriceCents})
 	})
 	if err != nil {
 		return Product{}, false, fmt.Errorf("put product %s: %w", p.SKU, err)
@@ -77,27 +84,26 @@ func (s *service) reserve(ctx context.Context, tx pgx.Tx, cause events.Envelope,
 	existing, err := getReservation(ctx, tx, paid.OrderID)
 	switch {
 	case err == nil:
-		s.logger.InfoContext(ctx, "order already has a reservation, event ignored", "status", existing.Status)
+		s.logger.InfoContext(ctx, "order already has a reservation, event ignored", telemetry.LogStatus, existing.Status)
 		return nil
 	case !errors.Is(err, ErrNotFound):
 		return err
 	}
 
-	items := itemsFromEvent(paid.Items)
-	stock, err := lockProducts(ctx, tx, SKUs(items))
+	demand := demandOf(paid.Items)
+	stock, err := lockProducts(ctx, tx, demand.SKUs())
 	if err != nil {
 		return err
 	}
-	r := Reserve(paid.OrderID, items, stock)
+	r := Reserve(paid.OrderID, demand, stock)
 	if r.Status == StatusReserved {
-		demand := Demand(items)
-		for _, sku := range SKUs(items) {
-			if err := reserveStock(ctx, tx, sku, demand[sku]); err != nil {
+		for _, sku := range demand.SKUs() {
+			if err := reserveStock(ctx, tx, sku, demand.Units(sku)); err != nil {
 				return err
 			}
 		}
 	}
-	if err := insertReservation(ctx, tx, r); err != nil {
+	if err := insertReservation(ctx, tx, r, paid.Items); err != nil {
 		return err
 	}
 
@@ -107,12 +113,12 @@ func (s *service) reserve(ctx context.Context, tx pgx.Tx, cause events.Envelope,
 		payload = events.InventoryUnavailable{OrderID: paid.OrderID, MissingSKUs: r.MissingSKUs}
 		outcome = "unavailable"
 	}
-	if err := s.emit(ctx, tx, cause, payload); err != nil {
+	if err := outbox.Emit(ctx, tx, serviceName, cause, payload); err != nil {
 		return err
 	}
-	s.reservations.WithLabelValues(outcome).Inc()
+	consumer.AfterCommit(ctx, func() { s.metrics.reservations.WithLabelValues(outcome).Inc() })
 	if r.Status == StatusReserved {
-		s.logger.InfoContext(ctx, "inventory reserved", "items", len(items))
+		s.logger.InfoContext(ctx, "inventory reserved", "items", len(paid.Items))
 	} else {
 		s.logger.InfoContext(ctx, "inventory unavailable", "missing_skus", r.MissingSKUs)
 	}
@@ -138,7 +144,7 @@ func (s *service) releaseReservation(ctx context.Context, tx pgx.Tx, shipped eve
 		s.logger.InfoContext(ctx, "reservation already released, event ignored")
 		return nil
 	case errors.Is(err, ErrNotReserved):
-		s.logger.WarnContext(ctx, "shipped order has no reserved stock, event ignored", "status", r.Status)
+		s.logger.WarnContext(ctx, "shipped order has no reserved stock, event ignored", telemetry.LogStatus, r.Status)
 		return nil
 	case err != nil:
 		return err
@@ -147,9 +153,8 @@ func (s *service) releaseReservation(ctx context.Context, tx pgx.Tx, shipped eve
 		return err
 	}
 	// Same SKU order as reserve, so the two never deadlock.
-	demand := Demand(r.Items)
-	for _, sku := range SKUs(r.Items) {
-		if err := releaseStock(ctx, tx, sku, demand[sku]); err != nil {
+	for _, sku := range r.Demand.SKUs() {
+		if err := releaseStock(ctx, tx, sku, r.Demand.Units(sku)); err != nil {
 			return err
 		}
 	}
@@ -157,19 +162,11 @@ func (s *service) releaseReservation(ctx context.Context, tx pgx.Tx, shipped eve
 	return nil
 }
 
-// emit writes payload to the outbox in tx as caused by cause.
-func (s *service) emit(ctx context.Context, tx pgx.Tx, cause events.Envelope, payload events.Payload) error {
-	env, err := events.New(serviceName, payload)
-	if err != nil {
-		return err
+// demandOf returns what the lines of an order ask of the stock.
+func demandOf(items []events.Item) Demand {
+	var d Demand
+	for _, it := range items {
+		d.Add(it.SKU, it.Quantity)
 	}
-	return outbox.Write(ctx, tx, events.TopicInventory, env.CausedBy(cause))
-}
-
-func itemsFromEvent(in []events.Item) []Item {
-	out := make([]Item, len(in))
-	for i, it := range in {
-		out[i] = Item{SKU: it.SKU, Quantity: it.Quantity, UnitPriceCents: it.UnitPriceCents}
-	}
-	return out
+	return d
 }

@@ -7,14 +7,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-)
 
-// querier is what the reads need: a pool, a connection or a transaction.
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
+	"github.com/sagashop/sagashop/pkg/database"
+	"github.com/sagashop/sagashop/pkg/events"
+)
 
 type productRow struct {
 	SKU        string    `db:"sku"`
@@ -31,11 +27,15 @@ func (r productRow) product() Product {
 }
 
 type reservationRow struct {
-	OrderID   string    `db:"order_id"`
-	Status    string    `db:"status"`
-	Items     []Item    `db:"items"`
-	CreatedAt time.Time `db:"created_at"`
-	UpdatedAt time.Time `db:"updated_at"`
+	OrderID   string        `db:"order_id"`
+	Status    string        `db:"status"`
+	Items     []events.Item `db:"items"`
+	CreatedAt time.Time     `db:"created_at"`
+	UpdatedAt time.Time     `db:"updated_at"`
+}
+
+func (r reservationRow) reservation() Reservation {
+	return Reservation{OrderID: r.OrderID, Status: ReservationStatus(r.Status), Demand: demandOf(r.Items)}
 }
 
 const (
@@ -48,44 +48,32 @@ const (
 // Two statements rather than one upsert so the outcome needs no trick: the
 // INSERT waits for a concurrent one on the same SKU and then does nothing.
 func putProduct(ctx context.Context, tx pgx.Tx, p Product) (out Product, created bool, err error) {
-	rows, err := tx.Query(ctx, `
+	row, err := database.QueryOne[productRow](ctx, tx, errProductExists, `
 		INSERT INTO products (sku, name, price_cents, available) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (sku) DO NOTHING
 		RETURNING `+productColumns, p.SKU, p.Name, p.PriceCents, p.Available)
-	if err != nil {
-		return Product{}, false, fmt.Errorf("insert product %s: %w", p.SKU, err)
-	}
-	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[productRow])
 	if err == nil {
 		return row.product(), true, nil
 	}
-	if !errors.Is(err, pgx.ErrNoRows) {
+	if !errors.Is(err, errProductExists) {
 		return Product{}, false, fmt.Errorf("insert product %s: %w", p.SKU, err)
 	}
-	rows, err = tx.Query(ctx, `
+	row, err = database.QueryOne[productRow](ctx, tx, ErrNotFound, `
 		UPDATE products SET name = $2, price_cents = $3, available = $4, updated_at = now()
 		WHERE sku = $1
 		RETURNING `+productColumns, p.SKU, p.Name, p.PriceCents, p.Available)
 	if err != nil {
 		return Product{}, false, fmt.Errorf("replace product %s: %w", p.SKU, err)
 	}
-	row, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[productRow])
-	if err != nil {
-		return Product{}, false, fmt.Errorf("replace product %s: %w", p.SKU, err)
-	}
 	return row.product(), false, nil
 }
 
+// errProductExists: the INSERT of putProduct found the SKU taken.
+var errProductExists = errors.New("product exists")
+
 // getProduct returns a product, or ErrNotFound.
-func getProduct(ctx context.Context, q querier, sku string) (Product, error) {
-	rows, err := q.Query(ctx, `SELECT `+productColumns+` FROM products WHERE sku = $1`, sku)
-	if err != nil {
-		return Product{}, fmt.Errorf("get product %s: %w", sku, err)
-	}
-	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[productRow])
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Product{}, ErrNotFound
-	}
+func getProduct(ctx context.Context, q database.Querier, sku string) (Product, error) {
+	row, err := database.QueryOne[productRow](ctx, q, ErrNotFound, `SELECT `+productColumns+` FROM products WHERE sku = $1`, sku)
 	if err != nil {
 		return Product{}, fmt.Errorf("get product %s: %w", sku, err)
 	}
@@ -143,7 +131,7 @@ func releaseStock(ctx context.Context, tx pgx.Tx, sku string, qty int) error {
 
 // getReservation returns the reservation of an order, or ErrNotFound.
 // orderID must be a UUID.
-func getReservation(ctx context.Context, q querier, orderID string) (Reservation, error) {
+func getReservation(ctx context.Context, q database.Querier, orderID string) (Reservation, error) {
 	return queryReservation(ctx, q, `SELECT `+reservationColumns+` FROM reservations WHERE order_id = $1`, orderID)
 }
 
@@ -152,27 +140,20 @@ func lockReservation(ctx context.Context, tx pgx.Tx, orderID string) (Reservatio
 	return queryReservation(ctx, tx, `SELECT `+reservationColumns+` FROM reservations WHERE order_id = $1 FOR UPDATE`, orderID)
 }
 
-func queryReservation(ctx context.Context, q querier, sql, orderID string) (Reservation, error) {
-	rows, err := q.Query(ctx, sql, orderID)
+func queryReservation(ctx context.Context, q database.Querier, sql, orderID string) (Reservation, error) {
+	row, err := database.QueryOne[reservationRow](ctx, q, ErrNotFound, sql, orderID)
 	if err != nil {
 		return Reservation{}, fmt.Errorf("get reservation %s: %w", orderID, err)
 	}
-	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[reservationRow])
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Reservation{}, ErrNotFound
-	}
-	if err != nil {
-		return Reservation{}, fmt.Errorf("get reservation %s: %w", orderID, err)
-	}
-	return Reservation{OrderID: row.OrderID, Status: ReservationStatus(row.Status), Items: row.Items}, nil
+	return row.reservation(), nil
 }
 
-// insertReservation stores a new reservation. One for the same order
-// committed meanwhile makes it fail (primary key), and the use case with it.
-func insertReservation(ctx context.Context, tx pgx.Tx, r Reservation) error {
-	items := r.Items
+// insertReservation stores a new reservation with the order's items. One
+// for the same order committed meanwhile makes it fail (primary key), and
+// the use case with it.
+func insertReservation(ctx context.Context, tx pgx.Tx, r Reservation, items []events.Item) error {
 	if items == nil {
-		items = []Item{}
+		items = []events.Item{}
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO reservations (order_id, status, items) VALUES ($1, $2, $3)`,
 		r.OrderID, string(r.Status), items)
