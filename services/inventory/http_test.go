@@ -114,12 +114,7 @@ func TestPutProductRejectsBadInput(t *testing.T) {
 					t.Errorf("problem %+v does not name %s", p, f)
 				}
 			}
-			if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM products`); n != 0 {
-				t.Fatalf("%d products stored", n)
-			}
-			if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM outbox`); n != 0 {
-				t.Fatalf("%d events written", n)
-			}
+			servicetest.RequireEmpty(t, ts.Pool, "products", "outbox")
 		})
 	}
 }

@@ -348,7 +348,7 @@ func TestCreateOrderBadInput(t *testing.T) {
 			if strings.Contains(strings.ToLower(rec.Body.String()), "sql") || strings.Contains(rec.Body.String(), "pgx") {
 				t.Errorf("problem leaks internals: %s", rec.Body)
 			}
-			e.assertNothingStored()
+			e.assertNothingStored(t)
 		})
 	}
 	t.Run("two idempotency keys", func(t *testing.T) {
@@ -358,7 +358,7 @@ func TestCreateOrderBadInput(t *testing.T) {
 		req.Header.Add("Idempotency-Key", "b")
 		rec := servicetest.Serve(t, e.Handler, req)
 		servicetest.RequireProblem(t, rec, http.StatusBadRequest)
-		e.assertNothingStored()
+		e.assertNothingStored(t)
 	})
 	t.Run("no content type is taken as json", func(t *testing.T) {
 		req := httptest.NewRequest(http.MethodPost, "/orders", bytes.NewReader([]byte(mugBody)))
