@@ -47,8 +47,9 @@ infra-reset:
 	tools/infra.sh reset
 
 ## containers: without Docker or a registry (podman, images built here from Debian packages, Maven Central and
-## the Go proxy): (a) docker compose up --build and the README's curl session, (b) the e2e suite on testcontainers.
-## Several minutes the first time. CONTAINERS_E2E= (empty) skips (b); any other value is the test command (b) runs.
+## the Go proxy): (a) docker compose up --build and the README's curl session (e2e TestSmoke), (b) the e2e suite
+## on testcontainers. Several minutes the first time. CONTAINERS_E2E= (empty) skips (b); any other value is the
+## test command (b) runs. The steps are scripts in tools/containers/ (engine.sh, images.sh, compose.sh, e2e.sh).
 CONTAINERS_E2E ?= $(GOTEST) -v ./e2e/
 containers:
 	CONTAINERS_E2E_CMD='$(CONTAINERS_E2E)' tools/containers/containers.sh all
