@@ -13,7 +13,6 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 
@@ -42,39 +41,36 @@ type infra interface {
 }
 
 // newInfra picks and starts the infrastructure; it is torn down when t ends.
+// Before testcontainers-go is asked anything, the container engine must
+// answer (readyEngine, engine_test.go).
 func newInfra(t *testing.T) infra {
 	t.Helper()
 	mode := os.Getenv("SAGASHOP_E2E_INFRA")
 	switch mode {
 	case "", "auto":
-		if err := engineReachable(); err != nil {
+		host, err := engineEndpoint()
+		if err == nil {
+			err = pingEngine(host, 10*time.Second)
+		}
+		if err != nil {
 			t.Logf("e2e infrastructure: local stack (no container engine: %v)", err)
 			return newLocalInfra(t)
 		}
+		readyEngine(t, host)
 		return newContainerInfra(t)
 	case "local":
 		return newLocalInfra(t)
 	case "containers":
-		if err := engineReachable(); err != nil {
-			t.Fatalf("SAGASHOP_E2E_INFRA=containers but no container engine answers (%v): start one and set DOCKER_HOST (make containers-e2e does)", err)
+		host, err := engineEndpoint()
+		if err != nil {
+			t.Fatalf("SAGASHOP_E2E_INFRA=containers but there is no container engine (%v): start one and set DOCKER_HOST (make containers-e2e does)", err)
 		}
+		readyEngine(t, host)
 		return newContainerInfra(t)
 	default:
 		t.Fatalf("SAGASHOP_E2E_INFRA=%q: want auto, local or containers", mode)
 		return nil
 	}
-}
-
-func engineReachable() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	_, err = cli.Ping(ctx, client.PingOptions{})
-	return err
 }
 
 type localInfra struct{ kafka *testenv.PrivateKafka }
