@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
@@ -51,4 +52,11 @@ func RollBack(h consumer.Handler) consumer.Handler {
 		}
 		return ErrRolledBack
 	}
+}
+
+// Do sends a request with body (and a Content-Type, unless contentType is
+// empty) to the service's router and returns the recorded response.
+func (s *Service) Do(t testing.TB, method, path, contentType, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	return Request(t, s.Handler, method, path, body, "Content-Type", contentType)
 }

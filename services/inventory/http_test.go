@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -13,16 +12,10 @@ import (
 	"github.com/sagashop/sagashop/pkg/web"
 )
 
-// do sends a request to the real router and returns the recorded response.
-func (ts *testService) do(t *testing.T, method, path, contentType, body string) *httptest.ResponseRecorder {
-	t.Helper()
-	return servicetest.Request(t, ts.Handler, method, path, body, "Content-Type", contentType)
-}
-
 func TestPutAndGetProduct(t *testing.T) {
 	ts := newTestService(t)
 
-	res := ts.do(t, http.MethodPut, "/products/MUG-1", "application/json", `{"name": "Mug", "price_cents": 1299, "available": 50}`)
+	res := ts.Do(t, http.MethodPut, "/products/MUG-1", "application/json", `{"name": "Mug", "price_cents": 1299, "available": 50}`)
 	if res.Code != http.StatusCreated {
 		t.Fatalf("create: status %d, want 201", res.Code)
 	}
@@ -36,7 +29,7 @@ func TestPutAndGetProduct(t *testing.T) {
 	if err := ts.Apply(t, paymentProcessed(t, orderID, events.Item{SKU: "MUG-1", Quantity: 3, UnitPriceCents: 1299})); err != nil {
 		t.Fatal(err)
 	}
-	res = ts.do(t, http.MethodPut, "/products/MUG-1", "application/json", `{"name": "Big mug", "price_cents": 1499, "available": 10}`)
+	res = ts.Do(t, http.MethodPut, "/products/MUG-1", "application/json", `{"name": "Big mug", "price_cents": 1499, "available": 10}`)
 	if res.Code != http.StatusOK {
 		t.Fatalf("replace: status %d, want 200", res.Code)
 	}
@@ -45,7 +38,7 @@ func TestPutAndGetProduct(t *testing.T) {
 		t.Fatalf("replace: %+v, want %+v", got, want)
 	}
 
-	res = ts.do(t, http.MethodGet, "/products/MUG-1", "", "")
+	res = ts.Do(t, http.MethodGet, "/products/MUG-1", "", "")
 	if res.Code != http.StatusOK {
 		t.Fatalf("get: status %d", res.Code)
 	}
@@ -108,7 +101,7 @@ func TestPutProductRejectsBadInput(t *testing.T) {
 	ts := newTestService(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := servicetest.RequireProblem(t, ts.do(t, http.MethodPut, tt.path, tt.contentType, tt.body), tt.status)
+			p := servicetest.RequireProblem(t, ts.Do(t, http.MethodPut, tt.path, tt.contentType, tt.body), tt.status)
 			for _, f := range tt.fields {
 				if p.Errors[f] == "" {
 					t.Errorf("problem %+v does not name %s", p, f)
@@ -126,7 +119,7 @@ func TestGetProductNotFound(t *testing.T) {
 		"/products/" + strings.Repeat("x", 300),
 		"/products/x'%20OR%20'1'='1",
 	} {
-		servicetest.RequireProblem(t, ts.do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
+		servicetest.RequireProblem(t, ts.Do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
 	}
 }
 
@@ -138,7 +131,7 @@ func TestMetricsExposed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	body := ts.do(t, http.MethodGet, "/metrics", "", "").Body.Bytes()
+	body := ts.Do(t, http.MethodGet, "/metrics", "", "").Body.Bytes()
 	for _, want := range []string{`reservations_total{outcome="reserved"} 1`, `reservations_total{outcome="unavailable"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sagashop/sagashop/pkg/validation"
 )
 
 // Limits of a product as the catalog API accepts it, and of one order line.
@@ -20,29 +22,13 @@ const (
 var (
 	// ErrNotFound: no such product or reservation.
 	ErrNotFound = errors.New("not found")
-	// ErrInvalid: a command has invalid fields (see ValidationError).
-	ErrInvalid = errors.New("invalid")
+	// ErrInvalid: a command has invalid fields (see validation.Fields).
+	ErrInvalid = validation.ErrInvalid
 	// ErrAlreadyShipped: the reservation was released before.
 	ErrAlreadyShipped = errors.New("reservation already shipped")
 	// ErrNotReserved: the reservation was rejected, so nothing is held.
 	ErrNotReserved = errors.New("nothing reserved")
 )
-
-// ValidationError maps the invalid fields of a command to what is wrong with
-// them. It matches ErrInvalid.
-type ValidationError map[string]string
-
-func (v ValidationError) Error() string                  { return fmt.Sprint("invalid: ", map[string]string(v)) }
-func (v ValidationError) Is(target error) bool           { return target == ErrInvalid }
-func (v ValidationError) FieldErrors() map[string]string { return v }
-
-// orNil returns v as an error, or nil when it is empty.
-func (v ValidationError) orNil() error {
-	if len(v) == 0 {
-		return nil
-	}
-	return v
-}
 
 // Product is one catalog entry and its stock.
 type Product struct {
@@ -55,7 +41,7 @@ type Product struct {
 
 // ValidateProduct checks the fields of a product as a client sets them.
 func ValidateProduct(name string, priceCents int64, available int) error {
-	v := ValidationError{}
+	v := validation.Fields{}
 	if msg := CheckName(name); msg != "" {
 		v["name"] = msg
 	}
@@ -65,7 +51,7 @@ func ValidateProduct(name string, priceCents int64, available int) error {
 	if msg := CheckAvailable(available); msg != "" {
 		v["available"] = msg
 	}
-	return v.orNil()
+	return v.Err()
 }
 
 // CheckName says what is wrong with a product name, or "" if nothing is.

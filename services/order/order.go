@@ -9,6 +9,8 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+
+	"github.com/sagashop/sagashop/pkg/validation"
 )
 
 // Status is where an order is in the saga.
@@ -38,27 +40,11 @@ const (
 var (
 	ErrNotFound = errors.New("order not found")
 	// ErrInvalid: the request breaks a rule of the domain; a
-	// ValidationError says which fields.
-	ErrInvalid = errors.New("invalid order")
+	// validation.Fields says which fields.
+	ErrInvalid = validation.ErrInvalid
 	// ErrConflict: an Idempotency-Key was reused for a different request.
 	ErrConflict = errors.New("idempotency key reused with a different request")
 )
-
-// ValidationError maps the fields of a request that break a rule to what is
-// wrong with them. It matches ErrInvalid.
-type ValidationError map[string]string
-
-func (v ValidationError) Error() string                  { return fmt.Sprint("invalid order: ", map[string]string(v)) }
-func (v ValidationError) Is(target error) bool           { return target == ErrInvalid }
-func (v ValidationError) FieldErrors() map[string]string { return v }
-
-// orNil returns v as an error, or nil when it is empty.
-func (v ValidationError) orNil() error {
-	if len(v) == 0 {
-		return nil
-	}
-	return v
-}
 
 // rank orders the non-terminal statuses; a status only moves to a higher
 // rank, because events from different topics can arrive in any order.
@@ -154,11 +140,11 @@ type NewOrder struct {
 	Items      []LineItem `json:"items"`
 }
 
-// Validate returns a ValidationError naming the fields of o that break a
+// Validate returns a validation.Fields error naming the fields of o that break a
 // rule, or nil. validID is the shared check for identifiers (customer id,
 // SKU).
 func (o NewOrder) Validate(validID func(string) bool) error {
-	fields := ValidationError{}
+	fields := validation.Fields{}
 	switch {
 	case o.CustomerID == "":
 		fields["customer_id"] = "is required"
@@ -194,7 +180,7 @@ func (o NewOrder) Validate(validID func(string) bool) error {
 			}
 		}
 	}
-	return fields.orNil()
+	return fields.Err()
 }
 
 // checkEmail returns what is wrong with email, or "". It takes a bare
@@ -245,10 +231,10 @@ func ValidIdempotencyKey(k string) bool {
 }
 
 // Price returns the total of items priced from prices (the catalog, by
-// SKU). It fails with a ValidationError naming every SKU not in the
+// SKU). It fails with a validation.Fields error naming every SKU not in the
 // catalog, or when the total exceeds MaxMoneyCents.
 func Price(items []LineItem, prices map[string]int64) (int64, error) {
-	fields := ValidationError{}
+	fields := validation.Fields{}
 	var total int64
 	for i, it := range items {
 		price, ok := prices[it.SKU]
@@ -262,7 +248,7 @@ func Price(items []LineItem, prices map[string]int64) (int64, error) {
 		return 0, fields
 	}
 	if total > MaxMoneyCents {
-		return 0, ValidationError{
+		return 0, validation.Fields{
 			"items": fmt.Sprintf("the order total %d cents exceeds the limit of %d cents", total, int64(MaxMoneyCents)),
 		}
 	}

@@ -208,7 +208,7 @@ func TestPrice(t *testing.T) {
 		name      string
 		items     []LineItem
 		wantTotal int64
-		wantBad   []string // fields of the ValidationError
+		wantBad   []string // fields of the validation error
 	}{
 		{"one item", []LineItem{{"mug", 2}}, 2500, nil},
 		{"two items", []LineItem{{"pen", 3}, {"mug", 1}}, 1250 + 597, nil},

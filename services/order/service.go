@@ -69,7 +69,7 @@ func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Register
 // together with its OrderCreated event and, when key is set, the
 // idempotency key: one transaction. A key already used for the same request
 // returns that order with replayed set and creates nothing. It fails with a
-// ValidationError (ErrInvalid) for SKUs not in the catalog or too large a
+// validation.Fields error (ErrInvalid) for SKUs not in the catalog or too large a
 // total, and with ErrConflict for a key used for a different request.
 func (s *service) placeOrder(ctx context.Context, key string, req NewOrder) (o Order, replayed bool, err error) {
 	id, err := uuid.NewV7()

@@ -34,7 +34,7 @@ func inventoryUnavailable(t *testing.T, orderID string) events.Envelope {
 // typ on payments.events, caused by cause, and returns it.
 func (ts *testService) wantOne(t *testing.T, key, typ string, cause events.Envelope) events.Envelope {
 	t.Helper()
-	return servicetest.RequireOneEvent(t, ts.pool, key, events.TopicPayments, typ, serviceName, cause)
+	return servicetest.RequireOneEvent(t, ts.Pool, key, events.TopicPayments, typ, serviceName, cause)
 }
 
 func (ts *testService) wantPayment(t *testing.T, orderID string, status Status) Payment {
@@ -58,14 +58,14 @@ func TestChargeCovered(t *testing.T) {
 		Items:      []events.Item{{SKU: "MUG", Quantity: 2, UnitPriceCents: 1299}, {SKU: "TEA", Quantity: 1, UnitPriceCents: 402}},
 		TotalCents: 3000,
 	})
-	if err := ts.deliver(t, events.TypeOrderCreated, e); err != nil {
+	if err := ts.Apply(t, e); err != nil {
 		t.Fatal(err)
 	}
 	p := ts.wantPayment(t, orderID, StatusCharged)
 	if p.AmountCents != 3000 || p.CustomerID != "alice" {
 		t.Fatalf("payment %+v", p)
 	}
-	if n := servicetest.Count(t, ts.pool, `SELECT jsonb_array_length(items) FROM payments WHERE order_id = $1`, orderID); n != 2 {
+	if n := servicetest.Count(t, ts.Pool, `SELECT jsonb_array_length(items) FROM payments WHERE order_id = $1`, orderID); n != 2 {
 		t.Fatalf("payment stored with %d items, want the order's 2", n)
 	}
 	if b := ts.balance(t, "alice"); b != 7000 {
@@ -102,7 +102,7 @@ func TestChargeFails(t *testing.T) {
 			}
 			orderID := newOrderID()
 			e := orderCreated(t, orderID, tt.customer, tt.total)
-			if err := ts.deliver(t, events.TypeOrderCreated, e); err != nil {
+			if err := ts.Apply(t, e); err != nil {
 				t.Fatal(err)
 			}
 			ts.wantPayment(t, orderID, StatusFailed)
@@ -115,7 +115,7 @@ func TestChargeFails(t *testing.T) {
 			if got != want {
 				t.Fatalf("PaymentFailed %+v, want %+v", got, want)
 			}
-			if n := servicetest.Count(t, ts.pool, `SELECT coalesce(sum(balance_cents), 0) FROM accounts`); int64(n) != tt.deposit {
+			if n := servicetest.Count(t, ts.Pool, `SELECT coalesce(sum(balance_cents), 0) FROM accounts`); int64(n) != tt.deposit {
 				t.Fatalf("balances sum to %d, want %d untouched", n, tt.deposit)
 			}
 		})
@@ -126,12 +126,12 @@ func TestChargeZeroTotalUnknownCustomer(t *testing.T) {
 	ts := newTestService(t)
 	orderID := newOrderID()
 	e := orderCreated(t, orderID, "newcomer", 0)
-	if err := ts.deliver(t, events.TypeOrderCreated, e); err != nil {
+	if err := ts.Apply(t, e); err != nil {
 		t.Fatal(err)
 	}
 	ts.wantPayment(t, orderID, StatusCharged)
 	ts.wantOne(t, orderID, events.TypePaymentProcessed, e)
-	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM accounts`); n != 0 {
+	if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM accounts`); n != 0 {
 		t.Fatalf("a zero charge opened %d accounts", n)
 	}
 }
@@ -146,7 +146,7 @@ func TestChargeUpcastsV1(t *testing.T) {
 	})
 	e := orderCreated(t, orderID, "olga", 500)
 	e.SchemaVersion, e.Data = 1, data
-	if err := ts.deliver(t, events.TypeOrderCreated, e); err != nil {
+	if err := ts.Apply(t, e); err != nil {
 		t.Fatal(err)
 	}
 	ts.wantPayment(t, orderID, StatusCharged)
@@ -163,7 +163,7 @@ func TestChargeIdempotentByState(t *testing.T) {
 	// The same business fact under a second event id.
 	second := orderCreated(t, orderID, "erin", 400)
 	for _, e := range []events.Envelope{first, second, first} {
-		if err := ts.deliver(t, events.TypeOrderCreated, e); err != nil {
+		if err := ts.Apply(t, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -201,14 +201,14 @@ func TestChargeRejectsPoisonEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := good(t)
 			tt.mangle(&e)
-			err := ts.deliver(t, events.TypeOrderCreated, e)
+			err := ts.Apply(t, e)
 			if !errors.Is(err, consumer.ErrPermanent) {
 				t.Fatalf("error %v, want a permanent one", err)
 			}
-			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM payments`); n != 0 {
+			if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM payments`); n != 0 {
 				t.Fatalf("%d payments stored", n)
 			}
-			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox`); n != 0 {
+			if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM outbox`); n != 0 {
 				t.Fatalf("%d events written", n)
 			}
 			if b := ts.balance(t, "frank"); b != 1000 {
@@ -223,13 +223,13 @@ func TestRefundPayment(t *testing.T) {
 	ts.fund(t, "gina", 1000)
 	orderID := newOrderID()
 	charge := orderCreated(t, orderID, "gina", 700)
-	if err := ts.deliver(t, events.TypeOrderCreated, charge); err != nil {
+	if err := ts.Apply(t, charge); err != nil {
 		t.Fatal(err)
 	}
 	first := inventoryUnavailable(t, orderID)
 	second := inventoryUnavailable(t, orderID) // same fact, another event id
 	for _, e := range []events.Envelope{first, second} {
-		if err := ts.deliver(t, events.TypeInventoryUnavailable, e); err != nil {
+		if err := ts.Apply(t, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -237,7 +237,7 @@ func TestRefundPayment(t *testing.T) {
 	if b := ts.balance(t, "gina"); b != 1000 {
 		t.Fatalf("balance %d, want 1000 (refunded once)", b)
 	}
-	out := servicetest.OutboxEvents(t, ts.pool, orderID)
+	out := servicetest.OutboxEvents(t, ts.Pool, orderID)
 	if len(out) != 2 || out[0].Envelope.Type != events.TypePaymentProcessed || out[1].Envelope.Type != events.TypePaymentRefunded {
 		t.Fatalf("outbox %+v, want PaymentProcessed then one PaymentRefunded", out)
 	}
@@ -253,12 +253,12 @@ func TestRefundPayment(t *testing.T) {
 		t.Fatalf("PaymentRefunded %+v, want %+v", got, want)
 	}
 	// The ledger adds up: balance = deposits - charges still standing.
-	if n := servicetest.Count(t, ts.pool, `SELECT (SELECT sum(amount_cents) FROM deposits)
+	if n := servicetest.Count(t, ts.Pool, `SELECT (SELECT sum(amount_cents) FROM deposits)
 		- coalesce((SELECT sum(amount_cents) FROM payments WHERE status = 'CHARGED'), 0)
 		- (SELECT sum(balance_cents) FROM accounts)`); n != 0 {
 		t.Fatalf("ledger off by %d", n)
 	}
-	if v := servicetest.Metric(t, ts.registry, "refunds_total"); v != 1 {
+	if v := servicetest.Metric(t, ts.Registry, "refunds_total"); v != 1 {
 		t.Fatalf("refunds_total %v, want 1", v)
 	}
 }
@@ -267,13 +267,13 @@ func TestRefundNothingToUndo(t *testing.T) {
 	ts := newTestService(t)
 	// A failed payment.
 	failedOrder := newOrderID()
-	if err := ts.deliver(t, events.TypeOrderCreated, orderCreated(t, failedOrder, "hank", 100)); err != nil {
+	if err := ts.Apply(t, orderCreated(t, failedOrder, "hank", 100)); err != nil {
 		t.Fatal(err)
 	}
 	// And no payment at all.
 	unknownOrder := newOrderID()
 	for _, orderID := range []string{failedOrder, unknownOrder} {
-		if err := ts.deliver(t, events.TypeInventoryUnavailable, inventoryUnavailable(t, orderID)); err != nil {
+		if err := ts.Apply(t, inventoryUnavailable(t, orderID)); err != nil {
 			t.Fatalf("order %s: %v", orderID, err)
 		}
 	}
@@ -281,7 +281,7 @@ func TestRefundNothingToUndo(t *testing.T) {
 	if _, err := ts.payment(context.Background(), unknownOrder); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("payment of unknown order: %v, want ErrNotFound", err)
 	}
-	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypePaymentRefunded); n != 0 {
+	if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypePaymentRefunded); n != 0 {
 		t.Fatalf("%d PaymentRefunded written", n)
 	}
 }
@@ -297,7 +297,7 @@ func TestRefundRejectsPoisonEvents(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := inventoryUnavailable(t, newOrderID())
 			e.Data = json.RawMessage(data)
-			if err := ts.deliver(t, events.TypeInventoryUnavailable, e); !errors.Is(err, consumer.ErrPermanent) {
+			if err := ts.Apply(t, e); !errors.Is(err, consumer.ErrPermanent) {
 				t.Fatalf("error %v, want a permanent one", err)
 			}
 		})
@@ -315,7 +315,7 @@ func TestConcurrentChargesNeverOverdraw(t *testing.T) {
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
 		e := orderCreated(t, newOrderID(), "ivan", price)
-		wg.Go(func() { errs <- servicetest.Deliver(t, ts.pool, h, e) })
+		wg.Go(func() { errs <- servicetest.Deliver(t, ts.Pool, h, e) })
 	}
 	wg.Wait()
 	close(errs)
@@ -324,16 +324,16 @@ func TestConcurrentChargesNeverOverdraw(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if c := servicetest.Count(t, ts.pool, `SELECT count(*) FROM payments WHERE status = 'CHARGED'`); c != 10 {
+	if c := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM payments WHERE status = 'CHARGED'`); c != 10 {
 		t.Fatalf("%d charged, want 10", c)
 	}
-	if c := servicetest.Count(t, ts.pool, `SELECT count(*) FROM payments WHERE status = 'FAILED'`); c != 10 {
+	if c := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM payments WHERE status = 'FAILED'`); c != 10 {
 		t.Fatalf("%d failed, want 10", c)
 	}
 	if b := ts.balance(t, "ivan"); b != 0 {
 		t.Fatalf("balance %d, want 0", b)
 	}
-	if c := servicetest.Count(t, ts.pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypePaymentProcessed); c != 10 {
+	if c := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM outbox WHERE envelope->>'type' = $1`, events.TypePaymentProcessed); c != 10 {
 		t.Fatalf("%d PaymentProcessed, want 10", c)
 	}
 }

@@ -2,23 +2,16 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
 // testService is the payment service on a fresh, migrated schema of the
-// local PostgreSQL, with its real router.
+// local PostgreSQL, with its real router and its event handlers.
 type testService struct {
 	*service
-	pool     *pgxpool.Pool
-	registry *prometheus.Registry
-	handler  http.Handler
+	*servicetest.Service
 }
 
 func newTestService(t *testing.T) *testService {
@@ -28,14 +21,7 @@ func newTestService(t *testing.T) *testService {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testService{service: svc, pool: env.Pool, registry: env.Registry, handler: env.Router(svc.routes)}
-}
-
-// deliver runs the handler for events of type typ for e inside its own
-// transaction, as the consumer does (without the inbox record).
-func (ts *testService) deliver(t *testing.T, typ string, e events.Envelope) error {
-	t.Helper()
-	return servicetest.Deliver(t, ts.pool, servicetest.Handler(t, ts.handlers(), typ), e)
+	return &testService{service: svc, Service: env.Service(svc.routes, svc.handlers())}
 }
 
 // fund opens an account with a deposit.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -13,16 +12,10 @@ import (
 	"github.com/sagashop/sagashop/pkg/web"
 )
 
-// do sends a request to the real router and returns the recorded response.
-func (ts *testService) do(t *testing.T, method, path, contentType, body string) *httptest.ResponseRecorder {
-	t.Helper()
-	return servicetest.Request(t, ts.handler, method, path, body, "Content-Type", contentType)
-}
-
 func TestDepositAndGetAccount(t *testing.T) {
 	ts := newTestService(t)
 
-	res := ts.do(t, http.MethodPost, "/accounts/alice/deposits", "application/json", `{"amount_cents": 10000}`)
+	res := ts.Do(t, http.MethodPost, "/accounts/alice/deposits", "application/json", `{"amount_cents": 10000}`)
 	if res.Code != http.StatusCreated {
 		t.Fatalf("first deposit: status %d, want 201", res.Code)
 	}
@@ -30,7 +23,7 @@ func TestDepositAndGetAccount(t *testing.T) {
 		t.Fatalf("first deposit: %+v", got)
 	}
 
-	res = ts.do(t, http.MethodPost, "/accounts/alice/deposits", "", `{"amount_cents": 2500}`)
+	res = ts.Do(t, http.MethodPost, "/accounts/alice/deposits", "", `{"amount_cents": 2500}`)
 	if res.Code != http.StatusCreated {
 		t.Fatalf("second deposit (no content type): status %d, want 201", res.Code)
 	}
@@ -38,14 +31,14 @@ func TestDepositAndGetAccount(t *testing.T) {
 		t.Fatalf("second deposit: balance %d, want 12500", got.BalanceCents)
 	}
 
-	res = ts.do(t, http.MethodGet, "/accounts/alice", "", "")
+	res = ts.Do(t, http.MethodGet, "/accounts/alice", "", "")
 	if res.Code != http.StatusOK {
 		t.Fatalf("get account: status %d", res.Code)
 	}
 	if got := servicetest.DecodeJSON[accountResponse](t, res); got != (accountResponse{CustomerID: "alice", BalanceCents: 12500}) {
 		t.Fatalf("get account: %+v", got)
 	}
-	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM deposits WHERE customer_id = 'alice'`); n != 2 {
+	if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM deposits WHERE customer_id = 'alice'`); n != 2 {
 		t.Fatalf("%d deposits recorded, want 2", n)
 	}
 }
@@ -81,15 +74,15 @@ func TestDepositRejectsBadInput(t *testing.T) {
 	ts := newTestService(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := ts.do(t, http.MethodPost, tt.path, tt.contentType, tt.body)
+			res := ts.Do(t, http.MethodPost, tt.path, tt.contentType, tt.body)
 			p := servicetest.RequireProblem(t, res, tt.status)
 			if tt.field != "" && p.Errors[tt.field] == "" {
 				t.Fatalf("problem %+v does not name %s", p, tt.field)
 			}
-			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM accounts`); n != 0 {
+			if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM accounts`); n != 0 {
 				t.Fatalf("%d accounts stored", n)
 			}
-			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM deposits`); n != 0 {
+			if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM deposits`); n != 0 {
 				t.Fatalf("%d deposits stored", n)
 			}
 		})
@@ -103,7 +96,7 @@ func TestGetAccountNotFound(t *testing.T) {
 		"/accounts/" + strings.Repeat("x", 200),
 		"/accounts/x'%20OR%20'1'='1",
 	} {
-		servicetest.RequireProblem(t, ts.do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
+		servicetest.RequireProblem(t, ts.Do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
 	}
 }
 
@@ -113,11 +106,11 @@ func TestGetPayment(t *testing.T) {
 	orderID := uuid.Must(uuid.NewV7()).String()
 	e := servicetest.Event(t, "order", events.OrderCreated{OrderID: orderID, CustomerID: "carol", Email: "c@example.com", Currency: "USD",
 		Items: []events.Item{{SKU: "MUG", Quantity: 2, UnitPriceCents: 1000}}, TotalCents: 2000})
-	if err := ts.deliver(t, events.TypeOrderCreated, e); err != nil {
+	if err := ts.Apply(t, e); err != nil {
 		t.Fatal(err)
 	}
 
-	res := ts.do(t, http.MethodGet, "/payments/"+orderID, "", "")
+	res := ts.Do(t, http.MethodGet, "/payments/"+orderID, "", "")
 	if res.Code != http.StatusOK {
 		t.Fatalf("status %d, want 200", res.Code)
 	}
@@ -127,7 +120,7 @@ func TestGetPayment(t *testing.T) {
 	}
 
 	// Upper-case spelling of the same UUID finds the same payment.
-	res = ts.do(t, http.MethodGet, "/payments/"+strings.ToUpper(orderID), "", "")
+	res = ts.Do(t, http.MethodGet, "/payments/"+strings.ToUpper(orderID), "", "")
 	if res.Code != http.StatusOK {
 		t.Fatalf("upper-case id: status %d, want 200", res.Code)
 	}
@@ -138,7 +131,7 @@ func TestGetPayment(t *testing.T) {
 		"/payments/1;DROP%20TABLE%20payments",
 		"/payments/" + strings.Repeat("f", 500),
 	} {
-		servicetest.RequireProblem(t, ts.do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
+		servicetest.RequireProblem(t, ts.Do(t, http.MethodGet, path, "", ""), http.StatusNotFound)
 	}
 }
 
@@ -147,11 +140,11 @@ func TestMetricsExposed(t *testing.T) {
 	ts.fund(t, "dave", 100)
 	for _, amount := range []int64{100, 100} { // one charged, one failed
 		e := servicetest.Event(t, "order", events.OrderCreated{OrderID: uuid.Must(uuid.NewV7()).String(), CustomerID: "dave", TotalCents: amount})
-		if err := ts.deliver(t, events.TypeOrderCreated, e); err != nil {
+		if err := ts.Apply(t, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	res := ts.do(t, http.MethodGet, "/metrics", "", "")
+	res := ts.Do(t, http.MethodGet, "/metrics", "", "")
 	body := res.Body.Bytes()
 	for _, want := range []string{`payments_total{status="CHARGED"} 1`, `payments_total{status="FAILED"} 1`, `refunds_total 0`} {
 		if !strings.Contains(string(body), want) {

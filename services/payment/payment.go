@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+
+	"github.com/sagashop/sagashop/pkg/validation"
 )
 
 // Status is where a payment stands. A payment is created CHARGED or FAILED;
@@ -28,29 +30,13 @@ const (
 var (
 	// ErrNotFound: no such account or payment.
 	ErrNotFound = errors.New("not found")
-	// ErrInvalid: a command has invalid fields (see ValidationError).
-	ErrInvalid = errors.New("invalid")
+	// ErrInvalid: a command has invalid fields (see validation.Fields).
+	ErrInvalid = validation.ErrInvalid
 	// ErrAlreadyRefunded: the payment was refunded before; nothing to do.
 	ErrAlreadyRefunded = errors.New("payment already refunded")
 	// ErrNotCharged: the payment failed, so there is nothing to refund.
 	ErrNotCharged = errors.New("payment was not charged")
 )
-
-// ValidationError maps the invalid fields of a command to what is wrong with
-// them. It matches ErrInvalid.
-type ValidationError map[string]string
-
-func (v ValidationError) Error() string                  { return fmt.Sprint("invalid: ", map[string]string(v)) }
-func (v ValidationError) Is(target error) bool           { return target == ErrInvalid }
-func (v ValidationError) FieldErrors() map[string]string { return v }
-
-// orNil returns v as an error, or nil when it is empty.
-func (v ValidationError) orNil() error {
-	if len(v) == 0 {
-		return nil
-	}
-	return v
-}
 
 // Account is a customer's balance. It exists from the first deposit on.
 type Account struct {
@@ -70,24 +56,24 @@ type Payment struct {
 
 // ValidateDeposit checks the amount of a deposit.
 func ValidateDeposit(amountCents int64) error {
-	v := ValidationError{}
+	v := validation.Fields{}
 	if amountCents < MinDepositCents || amountCents > MaxDepositCents {
 		v["amount_cents"] = fmt.Sprintf("must be from %d to %d", MinDepositCents, MaxDepositCents)
 	}
-	return v.orNil()
+	return v.Err()
 }
 
 // ValidateCharge checks what an order asks to be charged. A negative amount
 // would credit the account, so it is refused rather than charged.
 func ValidateCharge(customerID string, amountCents int64) error {
-	v := ValidationError{}
+	v := validation.Fields{}
 	if customerID == "" {
 		v["customer_id"] = "is required"
 	}
 	if amountCents < 0 {
 		v["amount_cents"] = "must not be negative"
 	}
-	return v.orNil()
+	return v.Err()
 }
 
 // NeedsDebit reports whether charging amountCents has to take money from an

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"testing"
+
+	"github.com/sagashop/sagashop/pkg/validation"
 )
 
 func TestValidateDeposit(t *testing.T) {
@@ -25,9 +27,9 @@ func TestValidateDeposit(t *testing.T) {
 				t.Fatalf("ValidateDeposit(%d) = %v, want error %v", tt.amount, err, tt.wantErr)
 			}
 			if err != nil {
-				var v ValidationError
+				var v validation.Fields
 				if !errors.Is(err, ErrInvalid) || !errors.As(err, &v) || v["amount_cents"] == "" {
-					t.Fatalf("error %v: want a ValidationError on amount_cents matching ErrInvalid", err)
+					t.Fatalf("error %v: want a validation.Fields error on amount_cents matching ErrInvalid", err)
 				}
 			}
 		})
@@ -56,9 +58,9 @@ func TestValidateCharge(t *testing.T) {
 				}
 				return
 			}
-			var v ValidationError
+			var v validation.Fields
 			if !errors.As(err, &v) || !errors.Is(err, ErrInvalid) {
-				t.Fatalf("error %v: want a ValidationError", err)
+				t.Fatalf("error %v: want a validation.Fields error", err)
 			}
 			if len(v) != len(tt.wantFields) {
 				t.Fatalf("fields %v, want %v", v, tt.wantFields)
