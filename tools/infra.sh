@@ -13,6 +13,7 @@
 # Variables: SAGASHOP_LOCAL (state folder, default .local), PG_PORT (5432),
 # KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_HEAP (-Xmx512m
 # -Xms512m). Jaeger's ports are its defaults (4317, 4318, 16686, 13133).
+# Everything listens on 127.0.0.1 only.
 #
 # Idempotent: up on a running stack only checks it; a second up on a new stack
 # reuses the jars and the Jaeger binary fetched and built the first time.
@@ -295,10 +296,15 @@ jaeger_up() {
 		fail "jaeger: port 4317 or 16686 is taken by another program"
 	fi
 	jaeger_build
+	mkdir -p "$JAEGER_DIR"
 	log "jaeger: starting (memory storage)"
-	start_bg "$JAEGER_PID" "$JAEGER_LOG" "$JAEGER_BIN"
+	# Its all-in-one defaults put everything on localhost but the query API
+	# (16686, 16685), which would listen on every interface.
+	start_bg "$JAEGER_PID" "$JAEGER_LOG" env JAEGER_LISTEN_HOST=127.0.0.1 "$JAEGER_BIN" \
+		--set=extensions.jaeger_query.http.endpoint=127.0.0.1:16686 \
+		--set=extensions.jaeger_query.grpc.endpoint=127.0.0.1:16685
 	wait_for 30 jaeger_started || fail_log "$JAEGER_LOG" "jaeger: not ready after 30s"
-	log "jaeger: ready, OTLP 127.0.0.1:4317 (gRPC) and :4318 (HTTP), query API http://127.0.0.1:16686 (log: $JAEGER_LOG)"
+	log "jaeger: ready on 127.0.0.1: OTLP 4317 (gRPC) and 4318 (HTTP), query API http://127.0.0.1:16686 (log: $JAEGER_LOG)"
 }
 
 jaeger_down() { stop_pid jaeger "$JAEGER_PID" "$JAEGER_BIN"; }
@@ -344,7 +350,7 @@ reset)
 	rm -rf "$PG_DATA" "$KAFKA_DATA"
 	;;
 *)
-	sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac

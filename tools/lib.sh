@@ -21,7 +21,8 @@
 #                                   else print nothing and return false
 #   pid_alive PIDFILE EXPECT        pid_of without the output
 #   start_bg PIDFILE LOGFILE CMD... start CMD detached (own session, stdin closed, stdout and stderr
-#                                   to LOGFILE) and write its pid to PIDFILE
+#                                   to LOGFILE), write its pid to PIDFILE; returns once that pid runs
+#                                   CMD, so pid_of PIDFILE works right away
 #   stop_pid NAME PIDFILE EXPECT [SECONDS]
 #                                   stop the process of PIDFILE (checked as pid_of does): SIGTERM,
 #                                   SIGKILL after SECONDS (default 30); remove PIDFILE. A pidfile
@@ -74,7 +75,14 @@ start_bg() {
 	local pidfile=$1 logfile=$2
 	shift 2
 	nohup setsid "$@" >"$logfile" 2>&1 </dev/null &
-	echo $! >"$pidfile"
+	local pid=$! self deadline=$((SECONDS + 2))
+	echo "$pid" >"$pidfile"
+	# Until it execs, the child is a copy of this shell, whose command line
+	# pid_of would not take for CMD's: return once it has changed.
+	self=$(tr '\0' ' ' 2>/dev/null <"/proc/$BASHPID/cmdline") || true
+	while [ "$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" = "$self" ] && [ $SECONDS -lt $deadline ]; do
+		sleep 0.01
+	done
 }
 
 stop_pid() {

@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
 # make run: the whole system in the foreground. Starts the local
 # infrastructure (tools/infra.sh), builds and starts the five services,
-# seeds demo data, prints where everything listens, and on Ctrl-C or SIGTERM
-# stops everything it started (infrastructure that was already running is
-# left running).
+# seeds the demo data (sagashopctl seed, as compose does), prints where
+# everything listens, and on Ctrl-C or SIGTERM stops everything it started
+# (infrastructure that was already running is left running).
+#
+# Everything listens on 127.0.0.1 only. SAGASHOP_BIND is the address the five
+# services listen on instead, e.g. SAGASHOP_BIND=0.0.0.0 for every interface
+# (mind that the demo has no authentication). The infrastructure stays on
+# loopback.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOG_TAG=run
+# shellcheck source=tools/lib.sh
+. "$ROOT/tools/lib.sh"
 cd "$ROOT"
-LOGS=$ROOT/.local/logs
-BIN=$ROOT/.local/bin
+LOCAL=${SAGASHOP_LOCAL:-$ROOT/.local}
+LOGS=$LOCAL/logs
+BIN=$LOCAL/bin
+BIND=${SAGASHOP_BIND:-127.0.0.1}
+
+# The services in start order, and their ports: each one's default
+# (services/<name>/config.go), which docker-compose.yml publishes too.
 SERVICES=(inventory payment order shipping email)
 declare -A PORT=([order]=8081 [payment]=8082 [inventory]=8083 [shipping]=8084 [email]=8085)
 
-say() { printf '[run] %s\n' "$*"; }
+# LISTEN is the host part of HTTP_ADDR; REACH is where this script (and the
+# banner's reader, on this machine) reaches the services.
+case $BIND in
+0.0.0.0) LISTEN=$BIND REACH=127.0.0.1 WHERE="every interface (SAGASHOP_BIND=$BIND)" ;;
+::) LISTEN="[::]" REACH="[::1]" WHERE="every interface (SAGASHOP_BIND=$BIND)" ;;
+*:*) LISTEN="[$BIND]" REACH="[$BIND]" WHERE="$BIND only" ;;
+*) LISTEN=$BIND REACH=$BIND WHERE="$BIND only" ;;
+esac
+[ "$BIND" != 127.0.0.1 ] || WHERE="127.0.0.1 only (SAGASHOP_BIND=0.0.0.0 for every interface)"
+url() { echo "http://$REACH:${PORT[$1]}"; }
 
 # Which infrastructure components are down now, so we stop only those later.
 started_infra=()
@@ -27,13 +49,13 @@ cleanup() {
 	[ $stopping = 1 ] && return
 	stopping=1
 	trap - INT TERM
-	say "stopping the services"
+	log "stopping the services"
 	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	if [ ${#started_infra[@]} -gt 0 ]; then
 		tools/infra.sh down "${started_infra[@]}"
 	fi
-	say "stopped"
+	log "stopped"
 }
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
@@ -41,64 +63,48 @@ trap cleanup EXIT
 
 tools/infra.sh up
 
-say "building the services"
+log "building the services and sagashopctl"
 mkdir -p "$BIN" "$LOGS"
 go build -o "$BIN/" ./services/...
+(cd tools/sagashopctl && go build -o "$BIN/sagashopctl" .)
 
 for svc in "${SERVICES[@]}"; do
-	HTTP_ADDR=":${PORT[$svc]}" OTEL_SERVICE_NAME="$svc" "$BIN/$svc" >>"$LOGS/$svc.log" 2>&1 &
+	HTTP_ADDR="$LISTEN:${PORT[$svc]}" OTEL_SERVICE_NAME="$svc" "$BIN/$svc" >>"$LOGS/$svc.log" 2>&1 &
 	pids+=($!)
 done
 
+# service_ready I: the I-th service answers /readyz (and has not exited).
+service_ready() {
+	local svc=${SERVICES[$1]}
+	kill -0 "${pids[$1]}" 2>/dev/null || fail_log "$LOGS/$svc.log" "$svc exited during start-up"
+	curl -fsS -o /dev/null "$(url "$svc")/readyz" 2>/dev/null
+}
 for i in "${!SERVICES[@]}"; do
-	svc=${SERVICES[$i]}
-	deadline=$((SECONDS + 60))
-	until curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$svc]}/readyz" 2>/dev/null; do
-		if ! kill -0 "${pids[$i]}" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-			say "$svc FAILED to start; last lines of $LOGS/$svc.log:"
-			tail -n 30 "$LOGS/$svc.log" >&2
-			exit 1
-		fi
-		sleep 0.2
-	done
+	wait_for 60 service_ready "$i" || fail_log "$LOGS/${SERVICES[$i]}.log" "${SERVICES[$i]} not ready after 60s"
 done
 
-say "seeding demo data: products mug, tshirt, poster; customers alice (100.00) and bob (5.00)"
-put_product() {
-	curl -fsS -o /dev/null -X PUT "http://127.0.0.1:8083/products/$1" -H 'Content-Type: application/json' \
-		-d "{\"name\": \"$2\", \"price_cents\": $3, \"available\": $4}"
-}
-put_product mug "Mug" 1299 50
-put_product tshirt "T-shirt" 2500 20
-put_product poster "Poster" 900 3
-for pair in alice:10000 bob:500; do
-	customer=${pair%%:*}
-	if ! curl -fs -o /dev/null "http://127.0.0.1:8082/accounts/$customer"; then
-		curl -fsS -o /dev/null -X POST "http://127.0.0.1:8082/accounts/$customer/deposits" \
-			-H 'Content-Type: application/json' -d "{\"amount_cents\": ${pair##*:}}"
-	fi
-done
+log "seeding the demo data (sagashopctl seed)"
+seeded=$("$BIN/sagashopctl" seed -inventory "$(url inventory)" -payment "$(url payment)" -timeout 30s) ||
+	fail "sagashopctl seed failed (service logs: $LOGS)"
+log "$seeded"
 
 # The order service prices orders from its own copy of the catalog, which
 # it learns from inventory's events: wait until it has seen the three
-# seeded products, so the README's first order does not race the seeding.
-deadline=$((SECONDS + 30))
-until [ "$(curl -fs http://127.0.0.1:8081/metrics |
-	awk '/^consumer_messages_processed_total\{.*type="ProductUpdated"/ {n += $NF} END {print n + 0}')" -ge 3 ]; do
-	if [ $SECONDS -ge $deadline ]; then
-		say "the order service has not seen the demo catalog after 30s; see $LOGS/order.log"
-		break
-	fi
-	sleep 0.2
-done
+# products sagashopctl seeds, so the README's first order does not race the
+# seeding.
+catalog_seen() {
+	[ "$(curl -fs "$(url order)/metrics" |
+		awk '/^consumer_messages_processed_total\{.*type="ProductUpdated"/ {n += $NF} END {print n + 0}')" -ge 3 ]
+}
+wait_for 30 catalog_seen || log "the order service has not seen the demo catalog after 30s; see $LOGS/order.log"
 
 cat <<EOF
-[run] Sagashop is running (Ctrl-C stops it):
-      order      http://127.0.0.1:8081   (POST /orders, GET /orders/{id})
-      payment    http://127.0.0.1:8082   (POST /accounts/{id}/deposits, GET /accounts/{id}, GET /payments/{order_id})
-      inventory  http://127.0.0.1:8083   (PUT|GET /products/{sku})
-      shipping   http://127.0.0.1:8084   (GET /shipments/{order_id})
-      email      http://127.0.0.1:8085   (GET /emails?order_id=)
+[run] Sagashop is running (Ctrl-C stops it); the services listen on $WHERE:
+      order      $(url order)   (POST /orders, GET /orders/{id})
+      payment    $(url payment)   (POST /accounts/{id}/deposits, GET /accounts/{id}, GET /payments/{order_id})
+      inventory  $(url inventory)   (PUT|GET /products/{sku})
+      shipping   $(url shipping)   (GET /shipments/{order_id})
+      email      $(url email)   (GET /emails?order_id=)
       every service: /livez /readyz /metrics
       jaeger     http://127.0.0.1:16686/api/traces?service=order   (OTLP on 127.0.0.1:4317)
       logs       $LOGS/<service>.log
@@ -109,6 +115,6 @@ set +e
 wait -n "${pids[@]}"
 status=$?
 if [ $stopping = 0 ]; then
-	say "a service exited (status $status); see $LOGS"
+	log "a service exited (status $status); see $LOGS"
 	exit 1
 fi
