@@ -4,6 +4,10 @@
 //
 //	sagashopctl health   exit 0 when the service in this container answers
 //	                     GET /readyz with 200 (the compose healthcheck)
+//	sagashopctl load     an open-loop load of the realistic order mix against
+//	                     a running system, with its own fixtures; then every
+//	                     invariant checked from outside, latency percentiles
+//	                     per outcome and CPU per order (see load.go)
 //	sagashopctl seed     the demo data (make run and compose's seed service):
 //	                     products mug, tshirt and poster; customers alice
 //	                     (100.00) and bob (5.00), deposited only when the
@@ -37,7 +41,7 @@ func main() {
 	}
 }
 
-const usage = "usage: sagashopctl health [-url URL] | seed [-inventory URL] [-payment URL] [-timeout D]"
+const usage = "usage: sagashopctl health [-url URL] | seed [-inventory URL] [-payment URL] [-timeout D] | load [-rate N] [-duration D] ... (load -h)"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -71,9 +75,66 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		return seed(ctx, *inventory, *payment, stdout)
+	case "load":
+		cfg, err := parseLoadFlags(args[1:])
+		if err != nil {
+			return err
+		}
+		return runLoad(ctx, cfg, stdout)
 	default:
 		return errors.New(usage)
 	}
+}
+
+// parseLoadFlags reads the flags of sagashopctl load. The services' URLs
+// default to make run's addresses.
+func parseLoadFlags(args []string) (loadConfig, error) {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	var cfg loadConfig
+	host := "http://127.0.0.1:"
+	fs.StringVar(&cfg.URLs.Order, "order", host+"8081", "order service base URL")
+	fs.StringVar(&cfg.URLs.Payment, "payment", host+"8082", "payment service base URL")
+	fs.StringVar(&cfg.URLs.Inventory, "inventory", host+"8083", "inventory service base URL")
+	fs.StringVar(&cfg.URLs.Shipping, "shipping", host+"8084", "shipping service base URL")
+	fs.StringVar(&cfg.URLs.Email, "email", host+"8085", "email service base URL")
+	fs.Float64Var(&cfg.Rate, "rate", 50, "orders offered per second (open loop)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long orders are offered")
+	fs.DurationVar(&cfg.Drain, "drain", 60*time.Second, "how long to wait afterwards for every order to end")
+	fs.Float64Var(&cfg.Unpaid, "unpaid", 0.1, "share of orders whose customer cannot pay (end CANCELLED payment_failed)")
+	fs.Float64Var(&cfg.OutStock, "out-of-stock", 0.1, "share of orders for a product with no stock (paid, refunded, CANCELLED out_of_stock)")
+	fs.IntVar(&cfg.Customers, "customers", 200, "customers the orders are spread over")
+	fs.IntVar(&cfg.SKUs, "skus", 50, "products the orders are spread over")
+	seed := fs.Uint64("seed", 0, "seed of the scenario draw (0: from the clock; printed either way)")
+	procs := fs.String("procs", "order,payment,inventory,shipping,email,postgres,java,jaeger",
+		"process names (as in /proc/PID/comm) whose CPU per order is reported")
+	fs.StringVar(&cfg.JSON, "json", "", "also write the report as JSON to this file")
+	quiet := fs.Bool("quiet", false, "no progress line every second")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	var problems []error
+	if cfg.Rate <= 0 || cfg.Duration <= 0 || cfg.Rate*cfg.Duration.Seconds() < 1 {
+		problems = append(problems, errors.New("-rate and -duration must make at least one order"))
+	}
+	if cfg.Unpaid < 0 || cfg.OutStock < 0 || cfg.Unpaid+cfg.OutStock > 1 {
+		problems = append(problems, errors.New("-unpaid and -out-of-stock must be shares from 0 to 1 that add up to at most 1"))
+	}
+	if cfg.Customers < 1 || cfg.SKUs < 1 {
+		problems = append(problems, errors.New("-customers and -skus must be at least 1"))
+	}
+	cfg.Seed = *seed
+	if cfg.Seed == 0 {
+		cfg.Seed = uint64(time.Now().UnixNano())
+	}
+	for _, p := range strings.Split(*procs, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.Procs = append(cfg.Procs, p)
+		}
+	}
+	if !*quiet {
+		cfg.Progress = os.Stderr
+	}
+	return cfg, errors.Join(problems...)
 }
 
 // readyURL is the readiness endpoint of the service listening on addr
