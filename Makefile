@@ -9,6 +9,7 @@ PKGS    ?= ./...
 	containers containers-compose containers-e2e containers-clean
 
 ## run: start the local infrastructure and all five services in the foreground (Ctrl-C stops everything)
+## (everything on 127.0.0.1; SAGASHOP_BIND=0.0.0.0 makes the services listen on every interface), seeded by sagashopctl
 run:
 	tools/run.sh
 
@@ -36,7 +37,8 @@ e2e: infra-up
 build:
 	$(GO) build -o bin/ ./services/...
 
-## infra-up / infra-down / infra-status / infra-reset: PostgreSQL, Kafka and Jaeger as local processes (data in .local/)
+## infra-up / infra-down / infra-status / infra-reset: PostgreSQL, Kafka and Jaeger as local processes on 127.0.0.1
+## (data in .local/; SAGASHOP_LOCAL, PG_PORT, KAFKA_PORT override, see tools/infra.sh)
 infra-up:
 	tools/infra.sh up
 infra-down:
