@@ -624,6 +624,7 @@ func TestNewRejectsIncompleteConfig(t *testing.T) {
 		"nil handler":    {Brokers: []string{"x:9092"}, Group: "g", Routes: routes, Handlers: map[string]consumer.Handler{"T": nil}},
 		"no route":       {Brokers: []string{"x:9092"}, Group: "g", Routes: events.Routes{}, Handlers: handlers, Pool: &pgxpool.Pool{}},
 		"saga has none":  {Brokers: []string{"x:9092"}, Group: "g", Handlers: handlers, Pool: &pgxpool.Pool{}},
+		"negative batch": {Brokers: []string{"x:9092"}, Group: "g", Routes: routes, Handlers: handlers, Pool: &pgxpool.Pool{}, BatchSize: -1},
 		"backoff upside": {Brokers: []string{"x:9092"}, Group: "g", Routes: routes, Handlers: handlers, MinBackoff: time.Second, MaxBackoff: time.Millisecond},
 	} {
 		if _, err := consumer.New(cfg); err == nil {

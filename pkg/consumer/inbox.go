@@ -2,11 +2,14 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/telemetry"
@@ -45,6 +48,72 @@ func (c *Consumer) apply(ctx context.Context, h Handler, env events.Envelope) (d
 	}
 	committed()
 	return duplicate, nil
+}
+
+const insertProcessedBatch = `INSERT INTO processed_events (event_id, event_type)
+SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING RETURNING event_id`
+
+// applyBatch runs one attempt at items: their inbox rows (one statement) and
+// their handlers, in order, in one transaction, then, if it committed, each
+// one's outcome and after-commit effects, in order. On failure nothing was
+// applied, and failed is the index of the item whose handler failed, or -1
+// when the failure is not one item's (the inbox insert, the commit, a
+// statement after a handler left the transaction aborted).
+func (c *Consumer) applyBatch(ctx context.Context, items []item) (failed int, err error) {
+	failed = -1
+	ids := make([]uuid.UUID, len(items))
+	types := make([]string, len(items))
+	for i, it := range items {
+		id, err := uuid.Parse(it.env.ID)
+		if err != nil {
+			// The inbox insert would fail on it: one at a time, as today.
+			return -1, fmt.Errorf("event id %q: %w", it.env.ID, err)
+		}
+		ids[i], types[i] = id, it.env.Type
+	}
+	duplicate := make([]bool, len(items))
+	hooks := make([]func(), len(items))
+	// The batch's own statements (begin, inbox, commit) are traced in the
+	// first message's trace; each handler's in its message's.
+	tctx := items[0].ctx
+	err = pgx.BeginFunc(tctx, c.cfg.Pool, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(tctx, insertProcessedBatch, ids, types)
+		inserted, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil {
+			return fmt.Errorf("record %d events in inbox: %w", len(items), err)
+		}
+		fresh := make(map[uuid.UUID]bool, len(inserted))
+		for _, id := range inserted {
+			fresh[id] = true
+		}
+		for i, it := range items {
+			if !fresh[ids[i]] {
+				duplicate[i] = true // already there, or earlier in this batch
+				continue
+			}
+			delete(fresh, ids[i])
+			hctx, committed := CollectAfterCommit(it.ctx)
+			if err := c.callHandler(hctx, it.h, tx, it.env); err != nil {
+				var pgErr *pgconn.PgError
+				if !errors.As(err, &pgErr) || pgErr.Code != "25P02" { // in_failed_sql_transaction: an earlier handler's doing
+					failed = i
+				}
+				return fmt.Errorf("apply %s %s: %w", it.env.Type, it.env.ID, err)
+			}
+			hooks[i] = committed
+		}
+		return nil
+	})
+	if err != nil {
+		return failed, err
+	}
+	for i, it := range items {
+		c.recordApplied(it.ctx, it.env, duplicate[i])
+		if hooks[i] != nil {
+			hooks[i]()
+		}
+	}
+	return -1, nil
 }
 
 // callHandler turns a handler's panic into an unclassified error, so a

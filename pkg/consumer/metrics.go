@@ -21,6 +21,7 @@ type metrics struct {
 	retries      *prometheus.CounterVec   // group, type
 	duration     *prometheus.HistogramVec // group, type
 	lag          *prometheus.GaugeVec     // group, topic, partition
+	batchSize    *prometheus.HistogramVec // group
 }
 
 // newMetrics creates the collectors and registers them on reg, if any.
@@ -55,6 +56,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from start of processing to the outcome (applied, duplicate or dead-lettered), retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12), // 1 ms to ~24 s
 		}, byType),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "consumer_batch_size",
+			Help:    "Messages fetched and handled together, in one transaction unless one of them failed.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}, []string{"group"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "consumer_lag",
 			Help: "Messages not yet committed by the group: high watermark minus committed offset, per partition.",
@@ -83,6 +89,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.lag, err = register(reg, m.lag); err != nil {
+		return nil, err
+	}
+	if m.batchSize, err = register(reg, m.batchSize); err != nil {
 		return nil, err
 	}
 	return m, nil

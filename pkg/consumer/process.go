@@ -12,23 +12,117 @@ import (
 	"github.com/sagashop/sagashop/pkg/telemetry"
 )
 
-// handle brings one message to an outcome that allows committing its offset:
-// applied, duplicate, skipped or dead-lettered. It returns an error only when
-// ctx is done first.
-func (c *Consumer) handle(ctx context.Context, dlq Publisher, msg kafka.Message) error {
-	env, err := events.FromMessage(msg)
-	if err != nil {
-		return c.rejectUndecodable(ctx, dlq, msg, err)
+// handle brings msgs, in fetch order, to outcomes that allow committing
+// their offsets: applied, duplicate, skipped or dead-lettered. The messages
+// are applied together (see applyItems), except that an undecodable or
+// off-route message is dead-lettered in its turn, after the messages before
+// it are applied. It returns an error only when ctx is done first.
+func (c *Consumer) handle(ctx context.Context, dlq Publisher, msgs []kafka.Message) error {
+	all := make([]item, 0, len(msgs))
+	defer func() {
+		for _, it := range all {
+			c.metrics.duration.WithLabelValues(c.cfg.Group, it.env.Type).Observe(time.Since(it.start).Seconds())
+			it.span.End()
+		}
+	}()
+	next := 0 // all[next:] await applying
+	flush := func() error {
+		err := c.applyItems(ctx, dlq, all[next:])
+		next = len(all)
+		return err
 	}
-	h, ok := c.cfg.Handlers[env.Type]
-	if !ok {
-		// Tolerant reader: a topic carries types this service has no use
-		// for, and producers may add types before consumers know them.
-		c.metrics.skipped.WithLabelValues(c.cfg.Group, env.Type).Inc()
-		c.log.Debug("event of unhandled type skipped", telemetry.LogEventType, env.Type, telemetry.LogEventID, env.ID)
-		return nil
+	for _, msg := range msgs {
+		env, err := events.FromMessage(msg)
+		if err != nil {
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := c.rejectUndecodable(ctx, dlq, msg, err); err != nil {
+				return err
+			}
+			continue
+		}
+		h, ok := c.cfg.Handlers[env.Type]
+		if !ok {
+			// Tolerant reader: a topic carries types this service has no
+			// use for, and producers may add types before consumers know
+			// them.
+			c.metrics.skipped.WithLabelValues(c.cfg.Group, env.Type).Inc()
+			c.log.Debug("event of unhandled type skipped", telemetry.LogEventType, env.Type, telemetry.LogEventID, env.ID)
+			continue
+		}
+		if err := c.routes.Check(msg.Topic, env); err != nil {
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := c.rejectOffRoute(ctx, dlq, msg, env, err); err != nil {
+				return err
+			}
+			continue
+		}
+		ictx, span := c.startSpan(ctx, msg, env)
+		all = append(all, item{msg: msg, env: env, h: h, ctx: withEventLogAttrs(ictx, env.Subject, env.ID), span: span, start: time.Now()})
 	}
+	return flush()
+}
 
+// item is a message that passed the checks and awaits its handler, with its
+// own span (one per message, in its producer's trace) and log attributes.
+type item struct {
+	msg   kafka.Message
+	env   events.Envelope
+	h     Handler
+	ctx   context.Context
+	span  trace.Span
+	start time.Time
+}
+
+// applyItems applies items in one transaction. When that fails, nothing of
+// it stays: the items before the one that failed are applied again (the
+// same way), the failed one goes through process alone, its failed attempt
+// counting as its first, and the items after it start over. A failure that
+// no one item caused (the inbox insert, the commit) sends every item through
+// process alone. Each item is thus applied once, in order, or dead-lettered
+// by the same rules as a lone message. It returns an error only when ctx is
+// done first.
+func (c *Consumer) applyItems(ctx context.Context, dlq Publisher, items []item) error {
+	for len(items) > 0 {
+		if len(items) == 1 {
+			it := items[0]
+			return c.process(it.ctx, it.span, dlq, it.msg, it.h, it.env, nil)
+		}
+		failed, err := c.applyBatch(ctx, items)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.log.DebugContext(ctx, "batch rolled back, applying its messages again", "messages", len(items), "failed", failed, telemetry.Err(err))
+		if failed < 0 {
+			for _, it := range items {
+				if err := c.process(it.ctx, it.span, dlq, it.msg, it.h, it.env, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if err := c.applyItems(ctx, dlq, items[:failed]); err != nil {
+			return err
+		}
+		it := items[failed]
+		if err := c.process(it.ctx, it.span, dlq, it.msg, it.h, it.env, err); err != nil {
+			return err
+		}
+		items = items[failed+1:]
+	}
+	return nil
+}
+
+// rejectOffRoute dead-letters an event that did not travel its route:
+// whoever can write to the broker could have sent it, so it is never
+// applied.
+func (c *Consumer) rejectOffRoute(ctx context.Context, dlq Publisher, msg kafka.Message, env events.Envelope, err error) error {
 	ctx, span := c.startSpan(ctx, msg, env)
 	defer span.End()
 	ctx = withEventLogAttrs(ctx, env.Subject, env.ID)
@@ -36,12 +130,8 @@ func (c *Consumer) handle(ctx context.Context, dlq Publisher, msg kafka.Message)
 	defer func() {
 		c.metrics.duration.WithLabelValues(c.cfg.Group, env.Type).Observe(time.Since(start).Seconds())
 	}()
-	if err := c.routes.Check(msg.Topic, env); err != nil {
-		// Whoever can write to the broker could have sent it: never apply.
-		recordError(span, err)
-		return c.deadLetter(ctx, dlq, msg, env.Type, ReasonUnexpectedSource, err)
-	}
-	return c.process(ctx, span, dlq, msg, h, env)
+	recordError(span, err)
+	return c.deadLetter(ctx, dlq, msg, env.Type, ReasonUnexpectedSource, err)
 }
 
 // rejectUndecodable dead-letters a message whose envelope cannot be read,
@@ -61,13 +151,20 @@ func (c *Consumer) rejectUndecodable(ctx context.Context, dlq Publisher, msg kaf
 
 // process applies env with h, retrying in place until it is applied (or
 // found to be a duplicate) or its failures earn it the dead-letter topic.
-func (c *Consumer) process(ctx context.Context, span trace.Span, dlq Publisher, msg kafka.Message, h Handler, env events.Envelope) error {
+// A non-nil failed is the error of an attempt already made (in a batch),
+// which counts as the first.
+func (c *Consumer) process(ctx context.Context, span trace.Span, dlq Publisher, msg kafka.Message, h Handler, env events.Envelope, failed error) error {
 	retry := retryState{maxAttempts: c.cfg.MaxAttempts}
 	for {
-		duplicate, err := c.apply(ctx, h, env)
+		err := failed
+		failed = nil
 		if err == nil {
-			c.recordApplied(ctx, env, duplicate)
-			return nil
+			var duplicate bool
+			duplicate, err = c.apply(ctx, h, env)
+			if err == nil {
+				c.recordApplied(ctx, env, duplicate)
+				return nil
+			}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
