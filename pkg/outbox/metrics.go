@@ -5,6 +5,8 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sagashop/sagashop/pkg/telemetry"
 )
 
 type metrics struct {
@@ -63,7 +65,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *slog.
 			return existing
 		}
 	}
-	log.Error("outbox metric not registered", "err", err)
+	log.Error("outbox metric not registered", telemetry.Err(err))
 	return c
 }
 

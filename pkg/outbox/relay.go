@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/telemetry"
 )
 
 // Publisher sends messages to Kafka; *kafka.Writer satisfies it. It must
@@ -117,7 +118,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			b.reset()
 		}
 		d := b.next()
-		r.log.WarnContext(ctx, "outbox relay interrupted", "err", err, "retry_in", d)
+		r.log.WarnContext(ctx, "outbox relay interrupted", telemetry.Err(err), "retry_in", d)
 		if !sleep(ctx, d) {
 			return nil
 		}
@@ -194,7 +195,7 @@ func (r *Relay) publishLoop(ctx context.Context, conn *pgx.Conn, channel string)
 			return nil
 		case errors.As(err, &perr):
 			d := b.next()
-			r.log.ErrorContext(perr.logCtx, "outbox batch not published", "err", perr.err, "rows", perr.rows, "retry_in", d)
+			r.log.ErrorContext(perr.logCtx, "outbox batch not published", telemetry.Err(perr.err), "rows", perr.rows, "retry_in", d)
 			if !sleep(ctx, d) {
 				return nil
 			}
