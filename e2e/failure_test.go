@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -181,21 +180,9 @@ func TestFailures(t *testing.T) {
 			s.deposit(fmt.Sprintf("c-chaos-%d", i), 100_000)
 		}
 		place := func(n int) []order {
-			var mu sync.Mutex
-			var out []order
-			var wg sync.WaitGroup
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					o := s.placeOrder(fmt.Sprintf("c-chaos-%d", i%4), item{SKU: "pen-chaos", Quantity: 1 + i%3})
-					mu.Lock()
-					out = append(out, o)
-					mu.Unlock()
-				}()
-			}
-			wg.Wait()
-			return out
+			return s.placeConcurrently(n,
+				func(i int) string { return fmt.Sprintf("c-chaos-%d", i%4) },
+				func(i int) item { return item{SKU: "pen-chaos", Quantity: 1 + i%3} })
 		}
 		// Round 1: every downstream service dies with orders in flight.
 		placed := place(12)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -234,17 +235,27 @@ func (s *stack) waitReady(name string) {
 // out (when non-nil); it returns the status code.
 func (s *stack) call(method, service, path string, body any, out any, headers ...string) int {
 	s.t.Helper()
+	code, err := s.tryCall(method, service, path, body, out, headers...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return code
+}
+
+// tryCall is call returning its error instead of failing the test, for
+// goroutines other than the test's, which must not call t.Fatal.
+func (s *stack) tryCall(method, service, path string, body any, out any, headers ...string) (int, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			s.t.Fatal(err)
+			return 0, err
 		}
 		r = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, "http://"+s.proc(service).addr+path, r)
 	if err != nil {
-		s.t.Fatal(err)
+		return 0, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -254,16 +265,16 @@ func (s *stack) call(method, service, path string, body any, out any, headers ..
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s %s: %v", method, service, path, err)
+		return 0, fmt.Errorf("%s %s %s: %w", method, service, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		s.t.Fatal(err)
+		return 0, fmt.Errorf("%s %s %s: read body: %w", method, service, path, err)
 	}
 	if out != nil && resp.StatusCode < 300 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			s.t.Fatalf("%s %s %s: decode %q: %v", method, service, path, raw, err)
+			return 0, fmt.Errorf("%s %s %s: decode %q: %w", method, service, path, raw, err)
 		}
 	}
 	if out != nil && resp.StatusCode >= 300 {
@@ -271,7 +282,7 @@ func (s *stack) call(method, service, path string, body any, out any, headers ..
 			_ = json.Unmarshal(raw, p)
 		}
 	}
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }
 
 type problem struct {

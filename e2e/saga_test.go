@@ -6,6 +6,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -101,22 +102,63 @@ func (s *stack) balance(customer string) int64 {
 // unknown to it (422, nothing created): retry that until the deadline.
 func (s *stack) placeOrder(customer string, items ...item) order {
 	s.t.Helper()
+	o, err := s.tryPlaceOrder(customer, items...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return o
+}
+
+// tryPlaceOrder is placeOrder returning its error instead of failing the
+// test, for goroutines other than the test's.
+func (s *stack) tryPlaceOrder(customer string, items ...item) (order, error) {
 	body := map[string]any{"customer_id": customer, "email": customer + "@example.com", "items": items}
-	var o order
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code := s.call(http.MethodPost, "order", "/orders", body, &o)
+		var o order
+		code, err := s.tryCall(http.MethodPost, "order", "/orders", body, &o)
+		if err != nil {
+			return order{}, err
+		}
 		if code == http.StatusCreated {
 			if o.Status != "PENDING" || o.OrderID == "" {
-				s.t.Fatalf("new order: %+v", o)
+				return order{}, fmt.Errorf("new order: %+v", o)
 			}
-			return o
+			return o, nil
 		}
 		if code != http.StatusUnprocessableEntity || time.Now().After(deadline) {
-			s.t.Fatalf("POST /orders for %s: %d", customer, code)
+			return order{}, fmt.Errorf("POST /orders for %s: %d", customer, code)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// placeConcurrently places n orders at once, the i-th by customer(i) for one
+// line item(i). The goroutines only collect errors: the test fails here,
+// after they all returned.
+func (s *stack) placeConcurrently(n int, customer func(i int) string, line func(i int) item) []order {
+	s.t.Helper()
+	var mu sync.Mutex
+	var placed []order
+	var errs []error
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			o, err := s.tryPlaceOrder(customer(i), line(i))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			placed = append(placed, o)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		s.t.Fatalf("%d of %d orders not placed:\n%v", len(errs), n, err)
+	}
+	return placed
 }
 
 // waitTerminal polls the order until SHIPPED or CANCELLED.
@@ -263,24 +305,15 @@ func TestSaga(t *testing.T) {
 		deposits["c-rush-poor"] = 500
 		s.deposit("c-rush-poor", 500)
 
-		var mu sync.Mutex
-		var placed []order
-		var wg sync.WaitGroup
-		for i := range orders {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c := fmt.Sprintf("c-rush-%d", i%customers)
+		placed := s.placeConcurrently(orders,
+			func(i int) string {
 				if i%10 == 0 {
-					c = "c-rush-poor"
+					return "c-rush-poor"
 				}
-				o := s.placeOrder(c, item{SKU: "lamp-rush", Quantity: 1})
-				mu.Lock()
-				placed = append(placed, o)
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
+				return fmt.Sprintf("c-rush-%d", i%customers)
+			},
+			func(int) item { return item{SKU: "lamp-rush", Quantity: 1} })
+
 		shippedQty, spent := 0, map[string]int64{}
 		for _, o := range placed {
 			final := s.waitTerminal(o.OrderID)
