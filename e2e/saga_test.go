@@ -314,16 +314,31 @@ func TestSaga(t *testing.T) {
 			},
 			func(int) item { return item{SKU: "lamp-rush", Quantity: 1} })
 
-		shippedQty, spent := 0, map[string]int64{}
+		// Payment comes before the reservation, so the poor customer's
+		// orders never compete for stock; every other order is charged and
+		// then either reserves its unit or, once the stock is gone, is
+		// refunded. Reservations are never released unshipped, so exactly
+		// min(stock, paid orders) units ship.
+		shippedQty, paid, spent := 0, 0, map[string]int64{}
 		for _, o := range placed {
 			final := s.waitTerminal(o.OrderID)
-			if final.Status == "SHIPPED" {
+			switch {
+			case final.CustomerID == "c-rush-poor":
+				if final.Status != "CANCELLED" || final.Reason != "payment_failed" {
+					t.Errorf("poor customer's order %s: %s (%s), want CANCELLED (payment_failed)", o.OrderID, final.Status, final.Reason)
+				}
+			case final.Status == "SHIPPED":
+				paid++
 				shippedQty++
 				spent[final.CustomerID] += final.TotalCents
+			case final.Status == "CANCELLED" && final.Reason == "out_of_stock":
+				paid++
+			default:
+				t.Errorf("order %s: %s (%s), want SHIPPED or CANCELLED (out_of_stock)", o.OrderID, final.Status, final.Reason)
 			}
 		}
-		if shippedQty == 0 || shippedQty > stock {
-			t.Fatalf("shipped %d units of %d in stock", shippedQty, stock)
+		if want := min(stock, paid); shippedQty != want {
+			t.Fatalf("shipped %d units, want min(stock %d, paid orders %d) = %d", shippedQty, stock, paid, want)
 		}
 		eventually(t, sagaTimeout, "stock to settle", func() bool {
 			p := s.product("lamp-rush")
