@@ -115,6 +115,12 @@ set +e
 wait -n "${pids[@]}"
 status=$?
 if [ $stopping = 0 ]; then
+	# A service exits with 0 only when told to stop: Ctrl-C in a terminal
+	# reaches the services along with this script, and one of them may end
+	# before this script's trap runs. That is a stop, not a failure.
+	if [ "$status" = 0 ]; then
+		exit 130
+	fi
 	log "a service exited (status $status); see $LOGS"
 	exit 1
 fi
