@@ -260,7 +260,16 @@ func TestCompose(t *testing.T) {
 		defaults := map[string]string{
 			"postgres": "postgres:15",
 			"kafka":    "apache/kafka:" + kafkaVersion(t, root),
-			"jaeger":   "jaegertracing/jaeger:2.13.0",
+			"jaeger":   "jaegertracing/jaeger:" + jaegerRelease,
+		}
+		// The Jaeger of make run and of make containers is the same release.
+		for file, want := range map[string]string{
+			"tools/jaeger/go.mod":        "github.com/jaegertracing/jaeger " + jaegerModule,
+			"tools/containers/common.sh": "JAEGER_LOCAL=localhost/sagashop-jaeger:" + jaegerRelease,
+		} {
+			if b, err := os.ReadFile(filepath.Join(root, file)); err != nil || !strings.Contains(string(b), want) {
+				t.Errorf("%s does not hold %q (%v): one Jaeger everywhere", file, want, err)
+			}
 		}
 		for svc, want := range defaults {
 			if got := project.Services[svc].Image; got != want {
@@ -425,6 +434,14 @@ func dockerfileArgs(t *testing.T, path string) map[string]string {
 
 // kafkaVersion is the Kafka version the local stack runs
 // (tools/kafka/pom.xml), which the compose default image must match.
+// The Jaeger release every part of the project runs: the module version of
+// tools/jaeger (make run) is the release published as the jaegertracing/jaeger
+// image (compose, testcontainers) and built locally by make containers.
+const (
+	jaegerModule  = "v1.76.0"
+	jaegerRelease = "2.13.0"
+)
+
 func kafkaVersion(t *testing.T, root string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "tools/kafka/pom.xml"))

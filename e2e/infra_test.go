@@ -115,8 +115,8 @@ func newContainerInfra(t *testing.T) *containerInfra {
 	}
 	images := map[string]string{
 		"postgres": envOr("POSTGRES_IMAGE", "postgres:15"),
-		"kafka":    envOr("KAFKA_IMAGE", "apache/kafka:4.1.1"),
-		"jaeger":   envOr("JAEGER_IMAGE", "jaegertracing/jaeger:2.13.0"),
+		"kafka":    envOr("KAFKA_IMAGE", "apache/kafka:"+kafkaVersion(t, testenv.RepoRoot(t))),
+		"jaeger":   envOr("JAEGER_IMAGE", "jaegertracing/jaeger:"+jaegerRelease),
 	}
 	t.Logf("e2e infrastructure: containers (%s, %s, %s) via testcontainers-go", images["postgres"], images["kafka"], images["jaeger"])
 
