@@ -6,7 +6,7 @@ GOTEST  ?= $(GO) test -race -count=1 -timeout 25m
 PKGS    ?= ./...
 
 .PHONY: run test lint unit e2e build infra-up infra-down infra-status infra-reset clean \
-	containers containers-compose containers-e2e containers-clean
+	containers containers-compose containers-e2e containers-clean fresh-machine
 
 ## run: start the local infrastructure and all five services in the foreground (Ctrl-C stops everything)
 ## (everything on 127.0.0.1; SAGASHOP_BIND=0.0.0.0 makes the services listen on every interface), seeded by sagashopctl
@@ -63,6 +63,12 @@ containers-e2e:
 ## containers-clean: stop podman's API service, remove the images make containers built and .local/containers
 containers-clean:
 	tools/containers/containers.sh clean
+
+## fresh-machine: the README's two commands, make run (with the curl session) and make test, in a clean Debian 12
+## container with only the README's prerequisites, on a clean clone of the committed HEAD. Not part of make test;
+## 10 to 20 minutes. FRESH_MACHINE_TIMEOUT (seconds, default 3600) bounds it.
+fresh-machine:
+	tools/freshmachine/check.sh
 
 clean: infra-down
 	rm -rf bin .local
