@@ -8,7 +8,7 @@
 # images compiles once and the rest come from the cache.
 #
 # Base images are build arguments so machines without a registry can use
-# local ones (tools/containers/containers.sh passes GO_IMAGE and
+# local ones (tools/containers/compose.sh passes GO_IMAGE and
 # RUNTIME_IMAGE=scratch). Any runtime base works: the binaries are static and
 # the user is numeric.
 ARG GO_IMAGE=golang:1.26
