@@ -15,6 +15,7 @@ import (
 
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
+	"github.com/sagashop/sagashop/pkg/testenv"
 )
 
 // batchConfig is s.config with a collection window long enough that a
@@ -80,6 +81,13 @@ func TestBacklogIsAppliedInBatches(t *testing.T) {
 			effs := s.waitEffects(len(want), 30*time.Second)
 			checkOnceInOrder(t, effs, want)
 			group := map[string]string{"group": s.group}
+			// Outcomes and hooks are recorded just after the commit that
+			// made the effects visible.
+			testenv.WaitFor(t, 5*time.Second, "the outcomes of the committed batches", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(hooked) >= len(want) && metric(t, s.reg, "consumer_processing_duration_seconds", group) >= float64(len(want))
+			})
 			txs, batches := s.transactions(), metric(t, s.reg, "consumer_batch_size", group)
 			t.Logf("%d events in %d transactions, %v batches", len(want), txs, batches)
 			if size == 1 {
@@ -172,6 +180,9 @@ func TestPoisonInABatchIsIsolated(t *testing.T) {
 		t.Errorf("%d transactions for %d events: no batch was applied", txs, len(want))
 	}
 	group := map[string]string{"group": s.group}
+	testenv.WaitFor(t, 5*time.Second, "the outcomes of the committed batches", func() bool {
+		return metric(t, s.reg, "consumer_messages_processed_total", group) >= float64(len(want))
+	})
 	if got := metric(t, s.reg, "consumer_messages_processed_total", group); got != float64(len(want)) {
 		t.Errorf("processed_total = %v, want %d", got, len(want))
 	}
@@ -232,6 +243,12 @@ func TestTransientFailureInABatchIsRetriedInPlace(t *testing.T) {
 	if txs := s.transactions(); txs >= len(want) {
 		t.Errorf("%d transactions for %d events: no batch was applied", txs, len(want))
 	}
+	// Hooks run just after the commit that made the effects visible.
+	testenv.WaitFor(t, 5*time.Second, "the hooks of the committed batches", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(hookOrder) >= len(want)
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	for i, e := range want {
