@@ -223,7 +223,7 @@ kafka_cluster_id() {
 }
 
 kafka_started() {
-	pid_alive "$KAFKA_PID" "$KAFKA_PROPS" || fail_log "$KAFKA_LOG" "kafka: the broker exited"
+	! pid_exited "$KAFKA_PID" "$KAFKA_PROPS" || fail_log "$KAFKA_LOG" "kafka: the broker exited"
 	port_open "$KAFKA_PORT" && grep -q 'Kafka Server started' "$KAFKA_LOG"
 }
 
@@ -281,7 +281,7 @@ jaeger_build() {
 jaeger_ready() { curl -fsS -o /dev/null http://127.0.0.1:13133/status 2>/dev/null; }
 
 jaeger_started() {
-	pid_alive "$JAEGER_PID" "$JAEGER_BIN" || fail_log "$JAEGER_LOG" "jaeger: exited"
+	! pid_exited "$JAEGER_PID" "$JAEGER_BIN" || fail_log "$JAEGER_LOG" "jaeger: exited"
 	jaeger_ready
 }
 

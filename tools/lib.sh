@@ -20,6 +20,11 @@
 #                                   has), so a pid reused after a reboot is never taken for ours;
 #                                   else print nothing and return false
 #   pid_alive PIDFILE EXPECT        pid_of without the output
+#   pid_exited PIDFILE EXPECT       the process started for PIDFILE is gone for sure (no such pid, a
+#                                   zombie, or another program's command line): what a readiness
+#                                   check asks, since while a process execs (nohup, setsid, the java
+#                                   launcher re-executing itself) its command line reads empty for
+#                                   an instant and pid_alive says false
 #   start_bg PIDFILE LOGFILE CMD... start CMD detached (own session, stdin closed, stdout and stderr
 #                                   to LOGFILE), write its pid to PIDFILE; returns once that pid runs
 #                                   CMD, so pid_of PIDFILE works right away
@@ -70,6 +75,18 @@ pid_of() {
 }
 
 pid_alive() { pid_of "$@" >/dev/null; }
+
+pid_exited() {
+	local pidfile=$1 expect=$2 pid cmdline state
+	pid_alive "$pidfile" "$expect" && return 1
+	read -r pid 2>/dev/null <"$pidfile" || return 0
+	[[ $pid =~ ^[0-9]+$ ]] || return 0
+	state=$(awk '{print $3}' 2>/dev/null <"/proc/$pid/stat") || return 0
+	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ] || return 0
+	cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 0
+	# Empty while it execs; anything else not ours means the pid was reused.
+	[ -n "$cmdline" ] && [[ $cmdline != *"$expect"* ]]
+}
 
 start_bg() {
 	local pidfile=$1 logfile=$2
