@@ -103,6 +103,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("kafka_brokers", strings.Join(c.Brokers, ",")),
 		slog.String("otel_endpoint", c.Trace.Endpoint),
 		slog.Bool("otel_disabled", c.Trace.Disabled),
+		slog.String("otel_traces_sampler", c.Trace.Sampler),
+		slog.Float64("otel_traces_sampler_arg", c.Trace.SamplerArg),
 		slog.String("log_level", c.LogLevel.String()),
 	)
 }

@@ -10,6 +10,7 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func TestLoggerCarriesTraceAndContextAttrs(t *testing.T) {
@@ -84,10 +85,17 @@ func TestParseTraceConfig(t *testing.T) {
 		wantErr bool
 		want    TraceConfig
 	}{
-		{"defaults", nil, false, TraceConfig{ServiceName: "order", Endpoint: "http://127.0.0.1:4317"}},
+		{"defaults", nil, false, TraceConfig{ServiceName: "order", Endpoint: "http://127.0.0.1:4317", Sampler: "parentbased_always_on", SamplerArg: 1}},
 		{"set", map[string]string{"OTEL_SERVICE_NAME": "sagashop-order", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4317", "OTEL_SDK_DISABLED": "TRUE"},
-			false, TraceConfig{ServiceName: "sagashop-order", Endpoint: "http://jaeger:4317", Disabled: true}},
+			false, TraceConfig{ServiceName: "sagashop-order", Endpoint: "http://jaeger:4317", Disabled: true, Sampler: "parentbased_always_on", SamplerArg: 1}},
 		{"no scheme", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "jaeger:4317"}, true, TraceConfig{}},
+		{"ratio", map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
+			false, TraceConfig{ServiceName: "order", Endpoint: "http://127.0.0.1:4317", Sampler: "parentbased_traceidratio", SamplerArg: 0.01}},
+		{"arg ignored without a ratio", map[string]string{"OTEL_TRACES_SAMPLER": "Always_Off", "OTEL_TRACES_SAMPLER_ARG": "x"},
+			false, TraceConfig{ServiceName: "order", Endpoint: "http://127.0.0.1:4317", Sampler: "always_off", SamplerArg: 1}},
+		{"unknown sampler", map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote"}, true, TraceConfig{}},
+		{"ratio above 1", map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"}, true, TraceConfig{}},
+		{"ratio not a number", map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"}, true, TraceConfig{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +107,29 @@ func TestParseTraceConfig(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// A parent-based ratio sampler draws only at the root: a trace the first
+// service sampled stays sampled downstream, whatever the ratio there.
+func TestParentBasedRatioSamplerFollowsTheParent(t *testing.T) {
+	cfg := TraceConfig{Sampler: "parentbased_traceidratio", SamplerArg: 0}
+	tr := sdktrace.NewTracerProvider(sdktrace.WithSampler(cfg.sampler())).Tracer("t")
+	_, root := tr.Start(context.Background(), "root")
+	if root.SpanContext().IsSampled() {
+		t.Errorf("a root span was sampled at ratio 0")
+	}
+	parent := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled, Remote: true,
+	})
+	_, child := tr.Start(trace.ContextWithRemoteSpanContext(context.Background(), parent), "child")
+	if !child.SpanContext().IsSampled() {
+		t.Errorf("the child of a sampled remote parent was not sampled")
+	}
+	always := TraceConfig{Sampler: "parentbased_always_on"}
+	_, s := sdktrace.NewTracerProvider(sdktrace.WithSampler(always.sampler())).Tracer("t").Start(context.Background(), "root")
+	if !s.SpanContext().IsSampled() {
+		t.Errorf("parentbased_always_on did not sample a root")
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +24,20 @@ type TraceConfig struct {
 	ServiceName string // OTEL_SERVICE_NAME
 	Endpoint    string // OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://127.0.0.1:4317 (OTLP gRPC)
 	Disabled    bool   // OTEL_SDK_DISABLED=true
+	// Sampler is OTEL_TRACES_SAMPLER, one of the specification's names:
+	// parentbased_always_on (the default: every trace), always_on,
+	// always_off, parentbased_always_off, traceidratio and
+	// parentbased_traceidratio, whose ratio is SamplerArg
+	// (OTEL_TRACES_SAMPLER_ARG, 0 to 1, default 1). With a parent-based
+	// sampler only the service that starts a trace (order, for an order's
+	// POST) draws; the others follow the sampled flag the trace context
+	// carries through the outbox and Kafka, so an order is traced whole or
+	// not at all.
+	Sampler    string
+	SamplerArg float64
 }
+
+var samplerNames = []string{"parentbased_always_on", "always_on", "always_off", "parentbased_always_off", "traceidratio", "parentbased_traceidratio"}
 
 // ParseTraceConfig reads the OTEL_* variables through getenv, with
 // defaultService as service name and the local stack's Jaeger as endpoint
@@ -35,6 +50,21 @@ func ParseTraceConfig(getenv func(string) string, defaultService string) (TraceC
 	}
 	if c.ServiceName == "" {
 		c.ServiceName = defaultService
+	}
+	c.Sampler = strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER")))
+	if c.Sampler == "" {
+		c.Sampler = "parentbased_always_on"
+	}
+	if !slices.Contains(samplerNames, c.Sampler) {
+		return c, fmt.Errorf("OTEL_TRACES_SAMPLER %q: want one of %s", c.Sampler, strings.Join(samplerNames, ", "))
+	}
+	c.SamplerArg = 1
+	if arg := strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG")); arg != "" && strings.HasSuffix(c.Sampler, "traceidratio") {
+		r, err := strconv.ParseFloat(arg, 64)
+		if err != nil || r < 0 || r > 1 {
+			return c, fmt.Errorf("OTEL_TRACES_SAMPLER_ARG %q: want a ratio from 0 to 1", arg)
+		}
+		c.SamplerArg = r
 	}
 	if c.Endpoint == "" {
 		c.Endpoint = "http://127.0.0.1:4317"
@@ -71,9 +101,26 @@ func NewTracerProvider(ctx context.Context, cfg TraceConfig) (trace.TracerProvid
 		sdktrace.WithResource(res),
 		sdktrace.WithSpanProcessor(orderIDProcessor{}),
 		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(500*time.Millisecond)),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		sdktrace.WithSampler(cfg.sampler()),
 	)
 	return tp, tp.Shutdown, nil
+}
+
+// sampler returns the sampler cfg.Sampler names.
+func (c TraceConfig) sampler() sdktrace.Sampler {
+	var root sdktrace.Sampler
+	switch strings.TrimPrefix(c.Sampler, "parentbased_") {
+	case "always_off":
+		root = sdktrace.NeverSample()
+	case "traceidratio":
+		root = sdktrace.TraceIDRatioBased(c.SamplerArg)
+	default:
+		root = sdktrace.AlwaysSample()
+	}
+	if strings.HasPrefix(c.Sampler, "parentbased_") {
+		return sdktrace.ParentBased(root)
+	}
+	return root
 }
 
 // ErrorLogger adapts logger to otel.ErrorHandler, so exporter problems
