@@ -14,8 +14,8 @@
 // Each relay runs in a child process (this binary's "relay" subcommand), so
 // its CPU time is read from /proc/<pid>/stat; the writers and the Kafka
 // readers run in the parent. Each kind gets a fresh schema in a database of
-// the run's own (relaybench, dropped at the end) and each measurement a fresh
-// 3-partition topic, deleted afterwards. Writes are the way each relay's
+// the run's own (relaybench_<run id>, dropped at the end) and each
+// measurement a fresh 3-partition topic, deleted afterwards. Writes are the way each relay's
 // users write: outbox.Write for Sagashop, forwarder.NewPublisher over
 // watermill-sql's publisher bound to the transaction for Watermill.
 //
@@ -142,8 +142,6 @@ func parseFlags(args []string) (config, error) {
 	return c, nil
 }
 
-const dbName = "relaybench"
-
 func run(ctx context.Context, args []string, progress io.Writer) error {
 	cfg, err := parseFlags(args)
 	if err != nil {
@@ -164,20 +162,19 @@ func run(ctx context.Context, args []string, progress io.Writer) error {
 	if err := broker.Ping(ctx, cfg.brokers); err != nil {
 		return err
 	}
-	dbURL, err := recreateDatabase(ctx, cfg.adminDB)
+	runID := strings.TrimPrefix(testenv.Name("r"), "r_")
+	dbName := "relaybench_" + runID
+	dbURL, err := createDatabase(ctx, cfg.adminDB, dbName)
 	if err != nil {
 		return err
 	}
-	defer dropDatabase(cfg.adminDB)
+	defer dropDatabase(cfg.adminDB, dbName)
 	admin, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
-		return fmt.Errorf("open relaybench database: %w", err)
+		return fmt.Errorf("open database %s: %w", dbName, err)
 	}
 	defer admin.Close()
-	b := &bench{
-		cfg: cfg, dbURL: dbURL, admin: admin, tick: clockTick(), self: self,
-		runID: strings.TrimPrefix(testenv.Name("r"), "r_"),
-	}
+	b := &bench{cfg: cfg, dbURL: dbURL, admin: admin, tick: clockTick(), self: self, runID: runID}
 
 	rep := newReport(cfg)
 	total := cfg.repeat * len(cfg.phases) * len(cfg.kinds)
@@ -218,37 +215,49 @@ func run(ctx context.Context, args []string, progress io.Writer) error {
 	return rep.write(cfg.out)
 }
 
-// recreateDatabase drops and creates the relaybench database on the server
-// of adminURL and returns its URL.
-func recreateDatabase(ctx context.Context, adminURL string) (string, error) {
+// createDatabase creates the run's database, relaybench_<run id>, on the
+// server of adminURL and returns its URL. A name of the run's own keeps two
+// runs on one server apart; databases left by runs that died are dropped
+// first, unless something is still connected to them (a run going on).
+func createDatabase(ctx context.Context, adminURL, name string) (string, error) {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return "", fmt.Errorf("connect to PostgreSQL (start the local stack with `make infra-up`): %w", err)
 	}
 	defer conn.Close(ctx)
-	for _, q := range []string{"DROP DATABASE IF EXISTS " + dbName + " WITH (FORCE)", "CREATE DATABASE " + dbName} {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			return "", fmt.Errorf("recreate database %s: %w", dbName, err)
-		}
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'relaybench\_%'`)
+	if err != nil {
+		return "", fmt.Errorf("list databases: %w", err)
+	}
+	stale, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", fmt.Errorf("list databases: %w", err)
+	}
+	for _, db := range stale {
+		// Fails while another run uses it, which is what we want.
+		_, _ = conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize())
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
 	u, err := url.Parse(adminURL)
 	if err != nil {
 		return "", fmt.Errorf("parse database url: %w", err)
 	}
-	u.Path = "/" + dbName
+	u.Path = "/" + name
 	return u.String(), nil
 }
 
-func dropDatabase(adminURL string) {
+func dropDatabase(adminURL, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err == nil {
 		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)")
+		_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "relaybench: drop database %s: %v\n", dbName, err)
+		fmt.Fprintf(os.Stderr, "relaybench: drop database %s: %v\n", name, err)
 	}
 }
 
