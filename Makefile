@@ -6,7 +6,7 @@ GOTEST  ?= $(GO) test -race -count=1 -timeout 25m
 PKGS    ?= ./...
 
 .PHONY: run test lint unit e2e build infra-up infra-down infra-status infra-reset clean \
-	containers containers-compose containers-e2e containers-clean fresh-machine
+	containers containers-compose containers-e2e containers-clean fresh-machine bench bench-relay
 
 ## run: start the local infrastructure and all five services in the foreground (Ctrl-C stops everything)
 ## (everything on 127.0.0.1; SAGASHOP_BIND=0.0.0.0 makes the services listen on every interface), seeded by sagashopctl
@@ -14,16 +14,18 @@ run:
 	tools/run.sh
 
 ## test: start the local infrastructure if needed, then gofmt, go vet and every test (unit, integration, e2e) with -race,
-## also those of sagashopctl (tools/sagashopctl, a module of its own)
+## also those of sagashopctl and of the benchmark's report (tools/sagashopctl, tools/bench: modules of their own)
 test: infra-up lint
 	$(GOTEST) $(PKGS)
 	cd tools/sagashopctl && $(GOTEST) ./...
+	cd tools/bench && $(GOTEST) ./...
 
 ## lint: gofmt and go vet
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd tools/sagashopctl && $(GO) vet ./...
+	cd tools/bench && $(GO) vet ./...
 
 ## unit: the tests without the e2e suite (still against the real PostgreSQL and Kafka)
 unit: infra-up
@@ -69,6 +71,24 @@ containers-clean:
 ## 10 to 20 minutes. FRESH_MACHINE_TIMEOUT (seconds, default 3600) bounds it.
 fresh-machine:
 	tools/freshmachine/check.sh
+
+## bench: the benchmark, written into docs/BENCHMARKS.md (between its make bench markers) and docs/bench/*.png. For each
+## of BENCH_VARIANTS ("shipped sampled": tracing as shipped, 1 % of traces sampled), the system started afresh by
+## tools/run.sh and sagashopctl load at each of BENCH_RATES ("50 100 200 500 1000 1500" orders/s) in turn, BENCH_DURATION
+## (60s) each with BENCH_DRAIN (180s) for the last orders, up to the first rate past the knee; then bench-relay
+## (BENCH_RELAY=0 skips it). Raw reports in .local/bench/<timestamp>/ (BENCH_DIR). Needs 8081-8085 free (no make run).
+## Not part of make test; with the defaults roughly 30 to 60 minutes, on a quiet machine.
+bench:
+	tools/bench/bench.sh
+
+## bench-relay: the outbox relay against Watermill's forwarder (tools/relaybench, a module of its own): relay.json and
+## relay.md into BENCH_OUT (default a fresh .local/bench/relay-<timestamp>/); RELAYBENCH_FLAGS are more flags for it
+## (e.g. "-events 2000 -steady 5s -repeat 1" for a quick look; go run . -h in tools/relaybench). A few minutes; not
+## part of make test.
+BENCH_OUT ?= .local/bench/relay-$(shell date -u +%Y%m%dT%H%M%SZ)
+RELAYBENCH_FLAGS ?=
+bench-relay: infra-up
+	cd tools/relaybench && $(GO) run . -out $(abspath $(BENCH_OUT)) $(RELAYBENCH_FLAGS)
 
 clean: infra-down
 	rm -rf bin .local
