@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -73,4 +74,38 @@ func waitDrained(b *testing.B, pool *pgxpool.Pool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// BenchmarkRelayHop measures one event's hop through an idle relay: each
+// iteration commits one event and times until the relay has published it
+// (Kafka acknowledged it) and deleted its row. It reports the median and
+// p99 of those times; the outbox is polled every 100 µs, which adds to them.
+func BenchmarkRelayHop(b *testing.B) {
+	pool := setup(b)
+	brokers := testenv.Kafka(b)
+	topic := testenv.Topics(b, brokers, 3, "outbox-hop")[0]
+	startRelay(b, outbox.RelayConfig{Pool: pool, Publisher: newWriter(b, brokers), Registerer: prometheus.NewRegistry()})
+	ctx := context.Background()
+	writeEvents(b, ctx, pool, topic, newEvent(b, "warm-up"))
+	waitDrained(b, pool)
+	var hops []time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		writeEvents(b, ctx, pool, topic, newEvent(b, fmt.Sprintf("key-%d", i%50)))
+		for {
+			var n int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+				b.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		hops = append(hops, time.Since(start))
+	}
+	slices.Sort(hops)
+	b.ReportMetric(float64(hops[len(hops)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(hops[len(hops)*99/100].Microseconds())/1000, "p99-ms")
 }

@@ -58,6 +58,11 @@ read -r -a RATES_SORTED <<<"$(printf '%s\n' $RATES | sort -g | tr '\n' ' ')"
 # rel PATH: PATH relative to the repository, as the committed report shows it.
 rel() { echo "${1#"$ROOT"/}"; }
 
+# Before anything else: the bench starts the services itself.
+for p in "${PORTS[@]}"; do
+	! port_open "$p" || fail "port $p is taken (is make run going?): the bench starts the services itself; stop whatever listens on 8081-8085 first"
+done
+
 mkdir -p "$OUT"
 MANIFEST=$OUT/manifest.tsv
 : >"$MANIFEST"
@@ -71,10 +76,6 @@ record command "BENCH_VARIANTS='$VARIANTS' BENCH_RATES='$RATES' BENCH_DURATION=$
 record started "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 # Before anything of ours runs: how busy the shared machine already is.
 record loadavg before "$(cut -d' ' -f1-3 /proc/loadavg)"
-
-for p in "${PORTS[@]}"; do
-	! port_open "$p" || fail "port $p is taken (is make run going?): the bench starts the services itself; stop whatever listens on 8081-8085 first"
-done
 
 tools/infra.sh up
 

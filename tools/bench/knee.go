@@ -24,6 +24,7 @@ func pastKnee(r *loadReport) bool {
 // FirstPast that run's rate (0: every run kept up).
 type knee struct {
 	LastKept, FirstPast float64
+	NoReport            bool // the run at FirstPast left no report
 }
 
 // findKnee scans runs in ascending rate.
@@ -31,7 +32,7 @@ func findKnee(runs []*benchRun) knee {
 	var k knee
 	for _, r := range runs {
 		if pastKnee(r.Report) {
-			k.FirstPast = r.Rate
+			k.FirstPast, k.NoReport = r.Rate, r.Report == nil
 			return k
 		}
 		k.LastKept = r.Rate
@@ -40,14 +41,18 @@ func findKnee(runs []*benchRun) knee {
 }
 
 func (k knee) String() string {
+	why := fmt.Sprintf("orders/s to terminal < %.0f %% of offered", 100*kneeShare)
+	if k.NoReport {
+		why = "that run left no report"
+	}
 	switch {
 	case k.FirstPast == 0 && k.LastKept == 0:
 		return "no runs"
 	case k.FirstPast == 0:
 		return fmt.Sprintf("not reached: every run up to %g/s kept up (orders/s to terminal ≥ %.0f %% of offered)", k.LastKept, 100*kneeShare)
 	case k.LastKept == 0:
-		return fmt.Sprintf("at or below %g/s, the lowest rate run (orders/s to terminal < %.0f %% of offered)", k.FirstPast, 100*kneeShare)
+		return fmt.Sprintf("at or below %g/s, the lowest rate run (%s)", k.FirstPast, why)
 	default:
-		return fmt.Sprintf("between %g/s (kept up) and %g/s (orders/s to terminal < %.0f %% of offered)", k.LastKept, k.FirstPast, 100*kneeShare)
+		return fmt.Sprintf("between %g/s (kept up) and %g/s (%s)", k.LastKept, k.FirstPast, why)
 	}
 }

@@ -35,7 +35,7 @@ func TestFindKnee(t *testing.T) {
 		{"never reached", runs(rep(50, 50, 5, 9), rep(100, 99, 5, 9)), knee{LastKept: 100}},
 		{"between", runs(rep(50, 50, 5, 9), rep(100, 99, 5, 9), rep(200, 120, 5e3, 9e3)), knee{LastKept: 100, FirstPast: 200}},
 		{"at the first rate", runs(rep(50, 20, 5e3, 9e3)), knee{FirstPast: 50}},
-		{"a run without a report stops it", append(runs(rep(100, 99, 5, 9)), noReport), knee{LastKept: 100, FirstPast: 200}},
+		{"a run without a report stops it", append(runs(rep(100, 99, 5, 9)), noReport), knee{LastKept: 100, FirstPast: 200, NoReport: true}},
 		{"only the first past counts", runs(rep(50, 50, 5, 9), rep(100, 50, 5, 9), rep(200, 199, 5, 9)), knee{LastKept: 50, FirstPast: 100}},
 	}
 	for _, tt := range tests {

@@ -114,6 +114,7 @@ type benchRun struct {
 	IdleSec float64
 	Report  *loadReport // nil: none could be read (ReadErr says why)
 	ReadErr string
+	LogTail string // without a report: the last line of <variant>-<rate>.log
 }
 
 // relayData is the relay comparison's output, as found.
@@ -187,6 +188,7 @@ func readBench(dir string) (*benchData, error) {
 				if errors.Is(err, fs.ErrNotExist) {
 					r.ReadErr = "no report written"
 				}
+				r.LogTail = lastLine(filepath.Join(dir, strings.TrimSuffix(r.File, ".json")+".log"))
 				continue
 			}
 			r.Report = rep
@@ -354,4 +356,14 @@ func (d *benchData) readRelay() error {
 		return nil
 	}
 	return nil
+}
+
+// lastLine is the last non-empty line of file, "" when there is none.
+func lastLine(file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }

@@ -46,6 +46,9 @@ func TestReadBench(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "relay", "relay.md"), []byte("## relay\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "shipped-200.log"), []byte("load L1: 200 orders/s\nsagashopctl: fixtures: boom\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	manifest := strings.Join([]string{
 		"command\tBENCH_RATES='50 100 200' make bench",
 		"started\t2026-12-01T10:00:00Z",
@@ -89,7 +92,8 @@ func TestReadBench(t *testing.T) {
 	if sh[0].Report == nil || sh[0].Idle != "ok" || sh[0].Command != "sagashopctl load -rate 50" {
 		t.Errorf("run at 50: %+v", sh[0])
 	}
-	if sh[2].Report != nil || sh[2].Exit != 1 || sh[2].ReadErr != "no report written" || sh[2].IdleSec != 300 {
+	if sh[2].Report != nil || sh[2].Exit != 1 || sh[2].ReadErr != "no report written" || sh[2].IdleSec != 300 ||
+		sh[2].LogTail != "sagashopctl: fixtures: boom" {
 		t.Errorf("run at 200 (no file): %+v", sh[2])
 	}
 	if d.Relay == nil || d.Relay.Exit != 2 || d.Relay.Markdown != "## relay\n" || d.Relay.JSON != nil {

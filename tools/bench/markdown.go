@@ -189,7 +189,11 @@ func runTrouble(r *benchRun) string {
 		parts = append(parts, fmt.Sprintf("sagashopctl load exited with status %d", r.Exit))
 	}
 	if r.Report == nil {
-		parts = append(parts, or(r.ReadErr, "no report"))
+		why := or(r.ReadErr, "no report")
+		if r.LogTail != "" {
+			why += " (its output ends: " + strings.ReplaceAll(r.LogTail, "`", "'") + ")"
+		}
+		parts = append(parts, why)
 	} else if n := len(r.Report.Problems); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d invariant violations", n))
 	}
