@@ -232,20 +232,21 @@ func (r *report) markdown() string {
 		p("\n")
 	}
 	if len(r.Ratios) > 0 {
-		p("Ratios Sagashop / Watermill (medians):")
+		var parts []string
 		for _, k := range []struct{ key, label string }{
 			{"drain_events_per_sec", "drain events/s"},
 			{"drain_cpu_us_per_event", "drain relay CPU per event"},
 			{"drain_db_cpu_us_per_event", "drain PostgreSQL CPU per event"},
+			{"steady_p50_ms", "steady p50"},
 			{"steady_p99_ms", "steady p99"},
 			{"steady_cpu_us_per_event", "steady relay CPU per event"},
 			{"steady_db_cpu_us_per_event", "steady PostgreSQL CPU per event"},
 		} {
 			if v, ok := r.Ratios[k.key]; ok {
-				p(" %s %.2f×;", k.label, v)
+				parts = append(parts, fmt.Sprintf("%s %.2f×", k.label, v))
 			}
 		}
-		p("\n")
+		p("Ratios Sagashop / Watermill (medians): %s.\n", strings.Join(parts, "; "))
 	}
 	return b.String()
 }
