@@ -66,23 +66,29 @@ func updateStatus(ctx context.Context, tx pgx.Tx, id uuid.UUID, status Status, r
 	return updated, nil
 }
 
-// insertOrder stores a new order and its items and returns its created_at.
+// insertOrder inserts o and its items in one statement (one round trip) and
+// returns the order's creation time.
 func insertOrder(ctx context.Context, tx pgx.Tx, o Order) (time.Time, error) {
+	skus := make([]string, len(o.Items))
+	quantities := make([]int32, len(o.Items))
+	prices := make([]int64, len(o.Items))
+	for i, it := range o.Items {
+		skus[i], quantities[i], prices[i] = it.SKU, int32(it.Quantity), it.UnitPriceCents
+	}
 	var created time.Time
 	err := tx.QueryRow(ctx,
-		`INSERT INTO orders (id, customer_id, email, status, reason, total_cents, currency)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at`,
-		o.ID, o.CustomerID, o.Email, o.Status, o.Reason, o.TotalCents, o.Currency).Scan(&created)
+		`WITH o AS (
+		   INSERT INTO orders (id, customer_id, email, status, reason, total_cents, currency)
+		   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, created_at
+		 ), items AS (
+		   INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)
+		   SELECT o.id, i.sku, i.quantity, i.unit_price_cents
+		   FROM o, unnest($8::text[], $9::integer[], $10::bigint[]) AS i (sku, quantity, unit_price_cents)
+		 )
+		 SELECT created_at FROM o`,
+		o.ID, o.CustomerID, o.Email, o.Status, o.Reason, o.TotalCents, o.Currency, skus, quantities, prices).Scan(&created)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("insert order %s: %w", o.ID, err)
-	}
-	rows := make([][]any, len(o.Items))
-	for i, it := range o.Items {
-		rows[i] = []any{o.ID, it.SKU, it.Quantity, it.UnitPriceCents}
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"order_items"},
-		[]string{"order_id", "sku", "quantity", "unit_price_cents"}, pgx.CopyFromRows(rows)); err != nil {
-		return time.Time{}, fmt.Errorf("insert items of order %s: %w", o.ID, err)
 	}
 	return created, nil
 }

@@ -85,8 +85,35 @@ mkdir -p "$LOCAL/bin"
 BENCH=$LOCAL/bin/bench
 "$BENCH" env -root "$ROOT" -pg-port "${PG_PORT:-5432}" >"$OUT/env.json"
 
+# in_group LOG CMD...: CMD in a process group of its own, its output to LOG
+# ("" leaves it on ours), waited for. Bash runs a trap only once the
+# foreground command ends, and a load or the relay comparison runs for
+# minutes: waited for in the background, they stop with the bench on TERM or
+# Ctrl-C. stop_system signals their whole group, since go run (make
+# bench-relay) leaves the program it started running when it is killed.
+child=
+in_group() {
+	local log=$1
+	shift
+	if [ -n "$log" ]; then
+		setsid "$@" >"$log" 2>&1 &
+	else
+		setsid "$@" &
+	fi
+	child=$!
+	local status=0
+	wait "$child" || status=$?
+	child=
+	return $status
+}
+
 run_pid=
 stop_system() {
+	if [ -n "$child" ]; then
+		kill -TERM -- "-$child" 2>/dev/null || true
+		wait "$child" 2>/dev/null || true
+		child=
+	fi
 	[ -n "$run_pid" ] || return 0
 	log "stopping the services"
 	kill -TERM "$run_pid" 2>/dev/null || true
@@ -157,10 +184,8 @@ for v in $VARIANTS; do
 		json=$OUT/$v-$rate.json
 		cmd=("$(rel "$LOCAL/bin/sagashopctl")" load -rate "$rate" -duration "$DURATION" -drain "$DRAIN" -quiet -json "$(rel "$json")")
 		log "$v: ${rate} orders/s for $DURATION"
-		set +e
-		"$LOCAL/bin/sagashopctl" "${cmd[@]:1}" >"$OUT/$v-$rate.log" 2>&1
-		status=$?
-		set -e
+		status=0
+		in_group "$OUT/$v-$rate.log" "$LOCAL/bin/sagashopctl" "${cmd[@]:1}" || status=$?
 		record run "$v" "$rate" "$status" "$(basename "$json")" "${cmd[*]}"
 		# At overload the load reports orders that did not end in time and
 		# exits 1: that is a result, not a reason to stop the bench.
@@ -182,10 +207,8 @@ done
 
 if [ "$RELAY" != 0 ]; then
 	log "the relay against Watermill's forwarder (make bench-relay)"
-	set +e
-	${MAKE:-make} --no-print-directory bench-relay BENCH_OUT="$OUT/relay"
-	status=$?
-	set -e
+	status=0
+	in_group "" "${MAKE:-make}" --no-print-directory bench-relay BENCH_OUT="$OUT/relay" || status=$?
 	record relay "$status" relay "make bench-relay BENCH_OUT=$(rel "$OUT/relay")"
 	[ $status = 0 ] || log "make bench-relay exited with status $status"
 fi

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,6 +51,25 @@ func (r *loadReport) cpuSum() float64 {
 		s += v
 	}
 	return s
+}
+
+// cpuMissing names the system's processes that count no CPU at all in a
+// run whose orders ended: they all did work, so their figure is wrong.
+// sagashopctl sums the CPU of every process of a name on the machine before
+// it subtracts, so when processes of that name end during the run (a test's
+// services, PostgreSQL backends of closed connections, on a shared machine),
+// the difference goes negative and is reported as 0.
+func (r *loadReport) cpuMissing() []string {
+	if r.Terminal == 0 || len(r.CPUByProcessMS) == 0 {
+		return nil
+	}
+	var out []string
+	for _, n := range slices.Sorted(maps.Keys(r.CPUByProcessMS)) {
+		if n != "jaeger" && r.CPUByProcessMS[n] <= 0 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func readLoadReport(file string) (*loadReport, error) {

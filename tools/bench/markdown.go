@@ -112,7 +112,7 @@ func renderSection(d *benchData, plots []plotFile, dir, root string) string {
 
 	for _, v := range d.Variants {
 		p("\n### Variant `%s`%s\n\n", v.Name, envSuffix(v.Env))
-		p("Knee: %s. Orders/s to terminal: every order that ended, over first send to last end. Latencies from the moment the open-loop schedule said to send. CPU in ms per order that ended.\n\n", findKnee(v.Runs))
+		p("Knee: %s. Orders/s to terminal: every order that ended, over first send to last end. Latencies from the moment the open-loop schedule said to send. CPU in ms per order that ended; by process, summed over every process of that name on the machine (so another user's PostgreSQL work or services count too).\n\n", findKnee(v.Runs))
 		p("| rate /s | accepted | orders/s to terminal | POST p50 | POST p99 | SHIPPED p50 | SHIPPED p99 | CANCELLED p50 | CANCELLED p99 | CPU ms/order machine | system's processes | by process | problems |\n")
 		p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range v.Runs {
@@ -122,10 +122,14 @@ func renderSection(d *benchData, plots []plotFile, dir, root string) string {
 				continue
 			}
 			sh, ca := rep.Outcomes["shipped"], rep.Outcomes["cancelled"]
-			p("| %g | %d of %d | %.1f | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %d |\n",
+			sum := fmt.Sprintf("%.2f", rep.cpuSum())
+			if len(rep.cpuMissing()) > 0 {
+				sum += " (incomplete)"
+			}
+			p("| %g | %d of %d | %.1f | %s | %s | %s | %s | %s | %s | %.2f | %s | %s | %d |\n",
 				r.Rate, rep.Accepted, rep.Placed, throughput(rep), lat(rep.Accept, rep.Accept.P50), lat(rep.Accept, rep.Accept.P99),
 				lat(sh, sh.P50), lat(sh, sh.P99), lat(ca, ca.P50), lat(ca, ca.P99),
-				rep.CPUMachineMS, rep.cpuSum(), byProcess(rep.CPUByProcessMS), len(rep.Problems))
+				rep.CPUMachineMS, sum, byProcess(rep.CPUByProcessMS), len(rep.Problems))
 		}
 		var troubled []*benchRun
 		for _, r := range v.Runs {
@@ -194,8 +198,14 @@ func runTrouble(r *benchRun) string {
 			why += " (its output ends: " + strings.ReplaceAll(r.LogTail, "`", "'") + ")"
 		}
 		parts = append(parts, why)
-	} else if n := len(r.Report.Problems); n > 0 {
-		parts = append(parts, fmt.Sprintf("%d invariant violations", n))
+	} else {
+		if n := len(r.Report.Problems); n > 0 {
+			parts = append(parts, fmt.Sprintf("%d invariant violations", n))
+		}
+		if m := r.Report.cpuMissing(); len(m) > 0 {
+			parts = append(parts, "CPU by process incomplete: no CPU counted for "+strings.Join(m, ", ")+
+				" (processes of that name ended during the run)")
+		}
 	}
 	if r.Idle != "" && r.Idle != "ok" {
 		parts = append(parts, fmt.Sprintf("the system was not idle %.0f s after it: %s", r.IdleSec, r.Idle))

@@ -83,3 +83,15 @@ func TestRenderSection(t *testing.T) {
 		t.Errorf("relay.md not included verbatim:\n%s", got)
 	}
 }
+
+func TestRenderSectionIncompleteCPU(t *testing.T) {
+	r := rep(50, 50, 10, 30)
+	r.CPUByProcessMS = map[string]float64{"postgres": 0, "order": 0.5, "jaeger": 0}
+	d := &benchData{Variants: []*variant{{Name: "shipped", Runs: runs(r)}}}
+	got := renderSection(d, nil, "x", "")
+	for _, want := range []string{"| 0.50 (incomplete) |", "CPU by process incomplete: no CPU counted for postgres ("} {
+		if !strings.Contains(got, want) {
+			t.Errorf("section lacks %q:\n%s", want, got)
+		}
+	}
+}

@@ -40,6 +40,7 @@ func TestSystemTargets(t *testing.T) {
 		{"capacity p99 too high", capacityTarget, runs(rep(1000, 990, 100, 1000)), "not met", []string{"p99 1.00 s"}},
 		{"capacity short run", capacityTarget, runs(short(rep(1000, 990, 100, 500), 10)), "not measured", []string{"≥ 60 s"}},
 		{"capacity knee below", capacityTarget, runs(rep(200, 199, 10, 20), rep(500, 300, 5e3, 9e3)), "not met", []string{"past the knee at 500/s"}},
+		{"capacity knee in a short run says nothing", capacityTarget, runs(short(rep(50, 20, 5e3, 9e3), 5)), "not measured", nil},
 		{"capacity not run", capacityTarget, runs(rep(200, 199, 10, 20)), "not measured", nil},
 		{"capacity not all ended", capacityTarget, runs(withProblems(rep(1000, 990, 100, 800), 1)), "not met", []string{"1 invariant violations"}},
 
@@ -47,6 +48,7 @@ func TestSystemTargets(t *testing.T) {
 		{"cpu missed", cpuTarget, runs(cpu(rep(500, 499, 10, 20), map[string]float64{"postgres": 1.5, "order": 0.6})), "not met", []string{"2.10 ms"}},
 		{"cpu not measured", cpuTarget, runs(rep(200, 199, 10, 20)), "not measured", []string{"no run at 500/s"}},
 		{"cpu no processes", cpuTarget, runs(cpu(rep(500, 499, 10, 20), nil)), "not measured", nil},
+		{"cpu of a process missing", cpuTarget, runs(cpu(rep(500, 499, 10, 20), map[string]float64{"postgres": 0, "order": 0.6, "jaeger": 0})), "not measured", []string{"no CPU for postgres"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
