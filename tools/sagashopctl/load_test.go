@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -77,6 +78,30 @@ func TestParseLoadFlags(t *testing.T) {
 		if err == nil && cfg.Seed == 0 {
 			t.Errorf("%s: no seed drawn", name)
 		}
+	}
+}
+
+// CPU by name is summed per process: one that ended in between is left out
+// instead of taking its total away from the others of its name, and one that
+// started in between counts whole.
+func TestCPUMinusPerProcess(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	earlier := cpuSample{Machine: ms(1000), ByPID: map[int]procCPU{
+		1: {"postgres", ms(500)}, // ends in between
+		2: {"postgres", ms(100)},
+		3: {"order", ms(40)},
+		4: {"email", ms(70)}, // its pid is reused by another program
+	}}
+	later := cpuSample{Machine: ms(1600), ByPID: map[int]procCPU{
+		2: {"postgres", ms(130)},
+		3: {"order", ms(90)},
+		4: {"order", ms(5)},
+		5: {"postgres", ms(20)}, // started in between
+	}}
+	got := later.minus(earlier)
+	want := map[string]time.Duration{"postgres": ms(50), "order": ms(55)}
+	if got.Machine != ms(600) || !maps.Equal(got.ByName, want) {
+		t.Errorf("got %v %v, want 600ms %v", got.Machine, got.ByName, want)
 	}
 }
 

@@ -14,18 +14,23 @@ import (
 )
 
 // cpuSample is CPU time used so far: by the whole machine (busy, not idle
-// or iowait) and by the processes of each name asked for (summed over every
-// process of that name, so all of PostgreSQL's backends count).
+// or iowait) and by each process whose name was asked for (so all of
+// PostgreSQL's backends count). minus sums them by name.
 type cpuSample struct {
 	Machine time.Duration
-	ByName  map[string]time.Duration
+	ByPID   map[int]procCPU
+}
+
+type procCPU struct {
+	Name string
+	Used time.Duration
 }
 
 // clockTick is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
 const clockTick = 100
 
 func sampleCPU(names []string) cpuSample {
-	s := cpuSample{ByName: map[string]time.Duration{}}
+	s := cpuSample{ByPID: map[int]procCPU{}}
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := strings.Cut(string(b), "\n")
 		f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
@@ -52,6 +57,10 @@ func sampleCPU(names []string) cpuSample {
 		if !slices.Contains(names, name) {
 			continue
 		}
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
 		stat, err := os.ReadFile(d + "/stat")
 		if err != nil {
 			continue
@@ -64,19 +73,33 @@ func sampleCPU(names []string) cpuSample {
 		}
 		utime, _ := strconv.ParseInt(f[11], 10, 64)
 		stime, _ := strconv.ParseInt(f[12], 10, 64)
-		s.ByName[name] += ticks(utime + stime)
+		s.ByPID[pid] = procCPU{Name: name, Used: ticks(utime + stime)}
 	}
 	return s
 }
 
 func ticks(n int64) time.Duration { return time.Duration(n) * time.Second / clockTick }
 
-// minus is the CPU used between earlier and s. A process that started or
-// ended in between counts only what it used while both samples saw it.
-func (s cpuSample) minus(earlier cpuSample) cpuSample {
-	d := cpuSample{Machine: s.Machine - earlier.Machine, ByName: map[string]time.Duration{}}
-	for n, v := range s.ByName {
-		d.ByName[n] = max(v-earlier.ByName[n], 0)
+// cpuUsed is the CPU used between two samples: by the machine and by
+// process name.
+type cpuUsed struct {
+	Machine time.Duration
+	ByName  map[string]time.Duration
+}
+
+// minus is the CPU used between earlier and s, summed by name over the
+// processes s saw: what each used since earlier, or all it used if it started
+// in between (a pid earlier did not see under that name). A process that
+// ended before s is not counted at all, rather than subtracted from the
+// others of its name.
+func (s cpuSample) minus(earlier cpuSample) cpuUsed {
+	d := cpuUsed{Machine: s.Machine - earlier.Machine, ByName: map[string]time.Duration{}}
+	for pid, p := range s.ByPID {
+		used := p.Used
+		if e, ok := earlier.ByPID[pid]; ok && e.Name == p.Name && e.Used <= p.Used {
+			used -= e.Used
+		}
+		d.ByName[p.Name] += used
 	}
 	return d
 }
@@ -122,7 +145,7 @@ func newLatency(ds []time.Duration) latency {
 	return latency{N: len(ds), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: at(1)}
 }
 
-func newReport(cfg loadConfig, run string, records []*orderRecord, start time.Time, cpu cpuSample, problems []string) *loadReport {
+func newReport(cfg loadConfig, run string, records []*orderRecord, start time.Time, cpu cpuUsed, problems []string) *loadReport {
 	rep := &loadReport{
 		Run: run, OfferedRate: cfg.Rate, DurationSeconds: cfg.Duration.Seconds(), Seed: cfg.Seed, Placed: len(records),
 		Outcomes: map[string]latency{}, CPUByProcessMS: map[string]float64{}, ScenarioOutcomes: map[string]map[string]int{},
