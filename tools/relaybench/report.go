@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/sagashop/sagashop/pkg/broker"
 )
 
 // report is relay.json.
@@ -77,7 +79,7 @@ func newReport(cfg config) *report {
 				"relay":         "outbox.NewRelay, no tracing, no metrics",
 				"batch_size":    batch,
 				"poll_interval": poll(cfg.relay.SagashopPoll, "1s (default; woken by NOTIFY)"),
-				"publisher":     "broker.NewWriter: kafka-go, acks all, hash balancer, batch timeout 5ms, batch size 1000",
+				"publisher":     writerSettings(),
 				"write":         "outbox.Write per event",
 			},
 			WatermillRelay: map[string]any{
@@ -96,6 +98,15 @@ func newReport(cfg config) *report {
 		Steady: map[string]*steadySeries{},
 		Ratios: map[string]float64{},
 	}
+}
+
+// writerSettings describes the producer broker.NewWriter returns, read off
+// it, since pkg/broker's settings change under this tool.
+func writerSettings() string {
+	w := broker.NewWriter([]string{"127.0.0.1:9092"})
+	defer w.Close()
+	return fmt.Sprintf("broker.NewWriter: kafka-go, required acks %v, %T balancer, batch timeout %s, batch size %d",
+		w.RequiredAcks, w.Balancer, w.BatchTimeout, w.BatchSize)
 }
 
 func (r *report) addDrain(kind string, d drainResult) {
