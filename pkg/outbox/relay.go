@@ -55,8 +55,8 @@ const (
 	defaultPollInterval = time.Second
 	minBackoff          = 100 * time.Millisecond
 	maxBackoff          = 5 * time.Second
-	// statsInterval bounds how often a relay working through a backlog
-	// counts the pending rows: the count scans the table.
+	// statsInterval bounds how often a relay counts the pending rows: the
+	// count scans the table.
 	statsInterval = time.Second
 	// shutdownGrace bounds how long a stopping relay waits for the batch it
 	// is publishing.
@@ -257,16 +257,20 @@ func (r *Relay) round(ctx context.Context, conn *pgx.Conn, lastStats *time.Time)
 	if err != nil {
 		return 0, err
 	}
-	if len(batch) > 0 {
-		if err := r.publish(ctx, batch); err != nil {
-			r.refreshStats(ctx, conn, lastStats, true)
-			return 0, err
-		}
-		if err := deletePublished(ctx, conn, batch); err != nil {
-			return 0, err
-		}
+	if len(batch) == 0 {
+		// Nothing committed is pending: the gauges need no query.
+		r.m.pending.Set(0)
+		r.m.oldestAge.Set(0)
+		return 0, nil
 	}
-	r.refreshStats(ctx, conn, lastStats, len(batch) == r.batchSize)
+	if err := r.publish(ctx, batch); err != nil {
+		r.refreshStats(ctx, conn, lastStats)
+		return 0, err
+	}
+	if err := deletePublished(ctx, conn, batch); err != nil {
+		return 0, err
+	}
+	r.refreshStats(ctx, conn, lastStats)
 	return len(batch), nil
 }
 
@@ -304,10 +308,12 @@ func deletePublished(ctx context.Context, conn *pgx.Conn, batch []row) error {
 	return nil
 }
 
-// refreshStats updates the pending gauges, at most once per statsInterval
-// while backlogged, since the count scans the table.
-func (r *Relay) refreshStats(ctx context.Context, conn *pgx.Conn, last *time.Time, backlogged bool) {
-	if backlogged && time.Since(*last) < statsInterval {
+// refreshStats updates the pending gauges, at most once per statsInterval,
+// since the count scans the table: counting after every round of a relay
+// publishing an event or two at a time cost it a round trip and a scan per
+// event (an empty round sets them to zero without a query).
+func (r *Relay) refreshStats(ctx context.Context, conn *pgx.Conn, last *time.Time) {
+	if time.Since(*last) < statsInterval {
 		return
 	}
 	var pending int64
