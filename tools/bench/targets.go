@@ -137,6 +137,14 @@ func cpuTarget(runs []*benchRun) string {
 	r := runAt(runs, cpuRate)
 	switch {
 	case r == nil:
+		// A run past the knee below cpuRate shows the system cannot carry
+		// cpuRate at all, which no CPU figure at cpuRate could meet.
+		for _, k := range runs {
+			if k.Report != nil && k.Rate < cpuRate && pastKnee(k.Report) && len(k.Report.CPUByProcessMS) > 0 {
+				return notMet("no run at %d/s: past the knee at %g/s offered (%.0f orders/s to terminal), %.2f ms per order there",
+					cpuRate, k.Rate, throughput(k.Report), k.Report.cpuSum())
+			}
+		}
 		return notMeasured(fmt.Sprintf("no run at %d/s", cpuRate))
 	case r.Report == nil:
 		return notMeasured(fmt.Sprintf("the run at %d/s has no report: %s", cpuRate, r.ReadErr))

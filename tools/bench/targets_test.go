@@ -47,6 +47,7 @@ func TestSystemTargets(t *testing.T) {
 		{"cpu met", cpuTarget, runs(rep(500, 499, 10, 20)), "met", []string{"1.50 ms"}},
 		{"cpu missed", cpuTarget, runs(cpu(rep(500, 499, 10, 20), map[string]float64{"postgres": 1.5, "order": 0.6})), "not met", []string{"2.10 ms"}},
 		{"cpu not measured", cpuTarget, runs(rep(200, 199, 10, 20)), "not measured", []string{"no run at 500/s"}},
+		{"cpu: saturated below 500/s", cpuTarget, runs(rep(100, 99, 10, 20), rep(200, 120, 10, 20)), "not met", []string{"past the knee at 200/s", "1.50 ms per order there"}},
 		{"cpu no processes", cpuTarget, runs(cpu(rep(500, 499, 10, 20), nil)), "not measured", nil},
 		{"cpu of a process missing", cpuTarget, runs(cpu(rep(500, 499, 10, 20), map[string]float64{"postgres": 0, "order": 0.6, "jaeger": 0})), "not measured", []string{"no CPU for postgres"}},
 	}
