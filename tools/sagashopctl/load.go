@@ -54,7 +54,9 @@ type orderRecord struct {
 	Quantity int
 	Intended time.Time // when the schedule said to send it
 	Accepted time.Duration
-	Status   int // of POST /orders; 0: no answer
+	Key      string // the Idempotency-Key of its POST /orders
+	Retries  int    // POSTs repeated with Key after no answer or a 5xx
+	Status   int    // of POST /orders; 0: no answer
 	ID       string
 	Total    int64
 	// From GET /orders/{id} after the drain.
@@ -201,14 +203,19 @@ func schedule(cfg loadConfig, fx *fixtures) []*orderRecord {
 		default:
 			r.Scenario, r.Customer, r.SKU = scenarioShip, fx.paying[rng.IntN(len(fx.paying))], fx.skus[rng.IntN(len(fx.skus))]
 		}
+		r.Key = fmt.Sprintf("%s-o%d", r.Customer, i) // the customer's name holds the run's id
 		out[i] = r
 	}
 	return out
 }
 
+// postAttempts bounds how often one order's POST is tried.
+const postAttempts = 5
+
 // send places the orders open-loop: each at its intended time, whatever
 // happened to the ones before it, so a slow system cannot slow the offered
 // rate and hide its backlog; latencies count from the intended time.
+
 func send(ctx context.Context, api *loadAPI, cfg loadConfig, records []*orderRecord, start time.Time, terminalBase float64) {
 	var wg sync.WaitGroup
 	var sent, answered, failed atomic.Int64
@@ -247,7 +254,20 @@ func send(ctx context.Context, api *loadAPI, cfg loadConfig, records []*orderRec
 				OrderID    string `json:"order_id"`
 				TotalCents int64  `json:"total_cents"`
 			}
-			status, err := api.do(ctx, http.MethodPost, api.urls.Order+"/orders", body, &created, http.StatusCreated)
+			// A POST without an answer (a timeout) or with a 5xx may still
+			// have created the order: a careful client asks again with the
+			// same Idempotency-Key, which either returns that order or
+			// creates it now, so every order the system holds is counted.
+			hdr := http.Header{"Idempotency-Key": {r.Key}}
+			var status int
+			var err error
+			for attempt := 0; ; attempt++ {
+				status, err = api.doWith(ctx, hdr, http.MethodPost, api.urls.Order+"/orders", body, &created, http.StatusCreated)
+				if err == nil || (status != 0 && status < 500) || attempt == postAttempts-1 || !sleepCtx(ctx, time.Duration(attempt+1)*200*time.Millisecond) {
+					break
+				}
+				r.Retries++
+			}
 			r.Accepted, r.Status = time.Since(r.Intended), status
 			answered.Add(1)
 			if err != nil {
@@ -382,9 +402,17 @@ type loadAPI struct {
 // do sends one request and decodes a JSON answer into out (if not nil); it
 // returns the status, and an error unless the status is want.
 func (a *loadAPI) do(ctx context.Context, method, url, body string, out any, want int) (int, error) {
+	return a.doWith(ctx, nil, method, url, body, out, want)
+}
+
+// doWith is do with more request headers.
+func (a *loadAPI) doWith(ctx context.Context, header http.Header, method, url, body string, out any, want int) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	if err != nil {
 		return 0, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")

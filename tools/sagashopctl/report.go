@@ -113,6 +113,7 @@ type loadReport struct {
 	Seed             uint64                    `json:"seed"`
 	Placed           int                       `json:"placed"`
 	Accepted         int                       `json:"accepted"`
+	Retried          int                       `json:"post_retried"` // orders whose POST was repeated with its Idempotency-Key
 	Terminal         int                       `json:"terminal"`
 	TerminalRate     float64                   `json:"terminal_rate"`     // orders ending per second, over the offered window
 	SustainedPerSec  float64                   `json:"sustained_per_sec"` // terminal orders / (last end - first send)
@@ -164,6 +165,9 @@ func newReport(cfg loadConfig, run string, records []*orderRecord, start time.Ti
 			continue
 		}
 		rep.Accepted++
+		if r.Retries > 0 {
+			rep.Retried++
+		}
 		if rep.ScenarioOutcomes[r.Scenario] == nil {
 			rep.ScenarioOutcomes[r.Scenario] = map[string]int{}
 		}
@@ -203,6 +207,9 @@ func newReport(cfg loadConfig, run string, records []*orderRecord, start time.Ti
 func (r *loadReport) print(w io.Writer) {
 	fmt.Fprintf(w, "placed %d, accepted %d, terminal %d; %.1f orders/s ended within the %gs offered window, %.1f/s from first send to last end\n",
 		r.Placed, r.Accepted, r.Terminal, r.TerminalRate, r.DurationSeconds, r.SustainedPerSec)
+	if r.Retried > 0 {
+		fmt.Fprintf(w, "  %d accepted only after repeating the POST with its Idempotency-Key (no answer or a 5xx at first)\n", r.Retried)
+	}
 	row := func(name string, l latency) {
 		fmt.Fprintf(w, "  %-22s n=%-6d p50 %8.1f ms  p90 %8.1f ms  p99 %8.1f ms  max %8.1f ms\n", name, l.N, l.P50, l.P90, l.P99, l.Max)
 	}
