@@ -77,7 +77,7 @@ fresh-machine:
 ## tools/run.sh and sagashopctl load at each of BENCH_RATES ("50 100 200 500 1000 1500" orders/s) in turn, BENCH_DURATION
 ## (60s) each with BENCH_DRAIN (180s) for the last orders, up to the first rate past the knee; then bench-relay
 ## (BENCH_RELAY=0 skips it). Raw reports in .local/bench/<timestamp>/ (BENCH_DIR). Needs 8081-8085 free (no make run).
-## Not part of make test; with the defaults roughly 30 to 60 minutes, on a quiet machine.
+## Not part of make test; with the defaults 16 minutes here (the knee at 200/s), longer if the knee is higher.
 bench:
 	tools/bench/bench.sh
 
