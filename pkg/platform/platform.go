@@ -207,6 +207,10 @@ type Parts struct {
 	// Handlers by event type; the consumer reads the topics these types
 	// travel on (events.Saga) and skips other types. None: no consumer.
 	Handlers map[string]consumer.Handler
+	// Workers are the service's own background loops (a sweeper, a
+	// watcher), by name. Each runs until ctx ends, returning nil then; an
+	// error from one stops the service like an error of the HTTP server.
+	Workers map[string]func(ctx context.Context) error
 }
 
 // Run serves HTTP, relays the outbox and consumes events until ctx ends or
@@ -255,7 +259,17 @@ func (p *Platform) Run(ctx context.Context, parts Parts) error {
 		}
 		g.Go(func() error { return cons.Run(ctx) })
 	}
-	p.Logger.Info("running", "http_addr", p.Config.HTTPAddr, "handles", slices.Sorted(maps.Keys(parts.Handlers)))
+	for _, name := range slices.Sorted(maps.Keys(parts.Workers)) {
+		work := parts.Workers[name]
+		g.Go(func() error {
+			if err := work(ctx); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	p.Logger.Info("running", "http_addr", p.Config.HTTPAddr, "handles", slices.Sorted(maps.Keys(parts.Handlers)),
+		"workers", slices.Sorted(maps.Keys(parts.Workers)))
 	err = g.Wait()
 	p.Logger.Info("stopped", telemetry.Err(err))
 	return err
