@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -180,7 +181,8 @@ func TestFromMessageDefaults(t *testing.T) {
 
 func TestEveryTypeHasASchema(t *testing.T) {
 	payloads := []Payload{OrderCreated{}, OrderCancelled{}, PaymentProcessed{}, PaymentFailed{}, PaymentRefunded{},
-		InventoryReserved{}, InventoryUnavailable{}, ProductUpdated{}, OrderShipped{}, CustomerNotified{}}
+		InventoryReserved{}, InventoryUnavailable{}, ProductUpdated{}, OrderShipped{}, CustomerNotified{},
+		OrderExpired{}, ShipmentCancelled{}}
 	for _, p := range payloads {
 		s, ok := schemas[p.EventType()]
 		if !ok {
@@ -280,5 +282,35 @@ func TestFlowsDocumentMatchesRoutes(t *testing.T) {
 		if !seen[typ] {
 			t.Errorf("docs/flows.md does not list %s", typ)
 		}
+	}
+}
+
+func TestOrderExpiredRoundTrip(t *testing.T) {
+	deadline := time.Date(2026, 12, 2, 3, 4, 5, 600, time.UTC)
+	expired := OrderExpired{OrderID: "0193a5c0-0000-7000-8000-000000000003", CustomerID: "c-1", Deadline: deadline}
+	e, err := New(SourceOrder, expired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Saga().Check(TopicOrders, e); err != nil {
+		t.Fatal(err)
+	}
+	back, err := FromMessage(ToMessage(TopicOrders, e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode[OrderExpired](back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.OrderID != expired.OrderID || got.CustomerID != "c-1" || !got.Deadline.Equal(deadline) {
+		t.Errorf("OrderExpired round trip: %+v, want %+v", got, expired)
+	}
+	cancelled, err := New(SourceShipping, ShipmentCancelled{OrderID: expired.OrderID, Reason: ReasonTimedOut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Saga().Check(TopicShipping, cancelled); err != nil || cancelled.Subject != expired.OrderID {
+		t.Errorf("ShipmentCancelled: subject %q, check %v", cancelled.Subject, err)
 	}
 }

@@ -1,9 +1,13 @@
 package events
 
+import "time"
+
 // Event types. The saga: OrderCreated → PaymentProcessed → InventoryReserved
 // → OrderShipped; compensations: PaymentFailed → OrderCancelled, and
-// InventoryUnavailable → PaymentRefunded → OrderCancelled. docs/flows.md
-// says who emits and who consumes each.
+// InventoryUnavailable → PaymentRefunded → OrderCancelled; the deadline:
+// OrderExpired → ShipmentCancelled → OrderCancelled (timed_out), on which
+// every participant undoes what it holds. docs/flows.md says who emits and
+// who consumes each.
 const (
 	TypeOrderCreated         = "OrderCreated"
 	TypeOrderCancelled       = "OrderCancelled"
@@ -15,12 +19,17 @@ const (
 	TypeProductUpdated       = "ProductUpdated"
 	TypeOrderShipped         = "OrderShipped"
 	TypeCustomerNotified     = "CustomerNotified"
+	TypeOrderExpired         = "OrderExpired"
+	TypeShipmentCancelled    = "ShipmentCancelled"
 )
 
 // Cancellation reasons carried by OrderCancelled and shown by the order API.
 const (
 	ReasonPaymentFailed = "payment_failed"
 	ReasonOutOfStock    = "out_of_stock"
+	// ReasonTimedOut: the order passed its deadline (the order service's
+	// SAGA_DEADLINE) and shipping answered that it will never ship.
+	ReasonTimedOut = "timed_out"
 )
 
 // Item is one line of an order. Money is always in integer minor units.
@@ -42,7 +51,9 @@ type OrderCreated struct {
 	TotalCents int64  `json:"total_cents"`
 }
 
-// OrderCancelled (order service): the order ended without shipping.
+// OrderCancelled (order service): the order ended without shipping. Every
+// participant undoes what it holds for the order (payment refunds a charge,
+// inventory releases a reservation) and refuses later work for it.
 type OrderCancelled struct {
 	OrderID    string `json:"order_id"`
 	CustomerID string `json:"customer_id"`
@@ -108,6 +119,23 @@ type CustomerNotified struct {
 	Kind    string `json:"kind"`
 }
 
+// OrderExpired (order service): the order passed its deadline before it
+// ended. The order keeps its status: shipping, the saga's pivot, decides
+// whether it ships (it already did) or is cancelled (ShipmentCancelled).
+type OrderExpired struct {
+	OrderID    string    `json:"order_id"`
+	CustomerID string    `json:"customer_id"`
+	Deadline   time.Time `json:"deadline"`
+}
+
+// ShipmentCancelled (shipping service): the order will never ship; shipping
+// recorded so before any shipment, and the order is to be cancelled with
+// Reason (timed_out).
+type ShipmentCancelled struct {
+	OrderID string `json:"order_id"`
+	Reason  string `json:"reason"`
+}
+
 func (OrderCreated) EventType() string         { return TypeOrderCreated }
 func (OrderCancelled) EventType() string       { return TypeOrderCancelled }
 func (PaymentProcessed) EventType() string     { return TypePaymentProcessed }
@@ -118,6 +146,8 @@ func (InventoryUnavailable) EventType() string { return TypeInventoryUnavailable
 func (ProductUpdated) EventType() string       { return TypeProductUpdated }
 func (OrderShipped) EventType() string         { return TypeOrderShipped }
 func (CustomerNotified) EventType() string     { return TypeCustomerNotified }
+func (OrderExpired) EventType() string         { return TypeOrderExpired }
+func (ShipmentCancelled) EventType() string    { return TypeShipmentCancelled }
 
 func (p OrderCreated) Subject() string         { return p.OrderID }
 func (p OrderCancelled) Subject() string       { return p.OrderID }
@@ -129,3 +159,5 @@ func (p InventoryUnavailable) Subject() string { return p.OrderID }
 func (p ProductUpdated) Subject() string       { return p.SKU }
 func (p OrderShipped) Subject() string         { return p.OrderID }
 func (p CustomerNotified) Subject() string     { return p.OrderID }
+func (p OrderExpired) Subject() string         { return p.OrderID }
+func (p ShipmentCancelled) Subject() string    { return p.OrderID }

@@ -48,6 +48,8 @@ var saga = Routes{
 	TypeProductUpdated:       {TopicInventory, SourceInventory},
 	TypeOrderShipped:         {TopicShipping, SourceShipping},
 	TypeCustomerNotified:     {TopicEmail, SourceEmail},
+	TypeOrderExpired:         {TopicOrders, SourceOrder},
+	TypeShipmentCancelled:    {TopicShipping, SourceShipping},
 }
 
 // Saga returns the routes of Sagashop's order saga: each service publishes

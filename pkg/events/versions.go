@@ -29,6 +29,8 @@ var schemas = map[string]schema{
 	TypeProductUpdated:       {current: 1},
 	TypeOrderShipped:         {current: 1},
 	TypeCustomerNotified:     {current: 1},
+	TypeOrderExpired:         {current: 1},
+	TypeShipmentCancelled:    {current: 1},
 }
 
 func currentVersion(typ string) (int, bool) {
