@@ -20,6 +20,9 @@ import (
 // the caller (the outbox relay), so a failed batch is retried whole and never
 // reordered behind a later one.
 //
+// Its produce batches are at most BatchBytes, MaxBatchBytes: a batch the
+// broker would refuse (message.max.bytes, MaxMessageBytes) is never built.
+//
 // Its callers hand it whole batches (a relay round, one dead letter), so it
 // waits for nothing more: kafka-go appends one call's messages for a
 // partition under that partition's lock and flushes the batch only once the
@@ -35,7 +38,7 @@ func NewWriter(brokers []string) *kafka.Writer {
 		RequiredAcks:           kafka.RequireAll,
 		BatchTimeout:           time.Microsecond,
 		BatchSize:              1000,
-		BatchBytes:             4 << 20,
+		BatchBytes:             MaxBatchBytes,
 		MaxAttempts:            1,
 		WriteTimeout:           10 * time.Second,
 		ReadTimeout:            10 * time.Second,
@@ -48,29 +51,17 @@ func NewWriter(brokers []string) *kafka.Writer {
 }
 
 // EnsureTopics creates the topics that do not exist yet, each with
-// partitions partitions and replication factor 1 (the single-node stack).
-// Topics that exist are left as they are.
+// partitions partitions, replication factor 1 and the broker's defaults
+// otherwise: what tests and tools on the single-node stack need. Services
+// create theirs with CreateTopics, from their configuration. Topics that
+// exist are left as they are.
 func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
-	if len(topics) == 0 {
-		return nil
+	specs := make([]TopicSpec, len(topics))
+	for i, t := range topics {
+		specs[i] = TopicSpec{Name: t, Partitions: partitions, ReplicationFactor: 1}
 	}
-	client, done := newClient(brokers, 10*time.Second)
-	defer done()
-	req := &kafka.CreateTopicsRequest{}
-	for _, t := range topics {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: t, NumPartitions: partitions, ReplicationFactor: 1})
-	}
-	resp, err := client.CreateTopics(ctx, req)
-	if err != nil {
-		return fmt.Errorf("create topics %v: %w", topics, err)
-	}
-	var errs []error
-	for topic, err := range resp.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			errs = append(errs, fmt.Errorf("create topic %s: %w", topic, err))
-		}
-	}
-	return errors.Join(errs...)
+	_, err := CreateTopics(ctx, brokers, specs...)
+	return err
 }
 
 // DeleteTopics deletes topics; tests use it to clean up.

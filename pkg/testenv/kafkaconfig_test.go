@@ -2,8 +2,11 @@ package testenv
 
 import (
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sagashop/sagashop/pkg/broker"
 )
 
 // The two files tools/infra.sh and StartPrivateKafka join must not set a
@@ -46,5 +49,22 @@ func TestKafkaEnv(t *testing.T) {
 	env := KafkaEnv(t, map[string]string{"KAFKA_LOG_DIRS": "/d"})
 	if env["KAFKA_LOG_DIRS"] != "/d" || env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] != "false" {
 		t.Errorf("KafkaEnv = %v", env)
+	}
+}
+
+// The brokers' message.max.bytes is the size pkg/broker's writer is built
+// for: a larger limit wastes nothing, a smaller one would refuse the writer's
+// largest batches on every retry.
+func TestKafkaMessageSizeAgreesWithTheWriter(t *testing.T) {
+	v := KafkaSettings(t)["message.max.bytes"]
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("message.max.bytes %q in %s: want an integer", v, kafkaSettingsFile)
+	}
+	if n != broker.MaxMessageBytes {
+		t.Errorf("message.max.bytes = %d in %s, broker.MaxMessageBytes = %d: change both", n, kafkaSettingsFile, broker.MaxMessageBytes)
+	}
+	if w := broker.NewWriter([]string{"127.0.0.1:9092"}); w.BatchBytes > int64(n) {
+		t.Errorf("writer BatchBytes %d above the brokers' message.max.bytes %d", w.BatchBytes, n)
 	}
 }
