@@ -51,7 +51,7 @@ func upcast(typ string, version int, data json.RawMessage) (json.RawMessage, err
 		return nil, fmt.Errorf("%w: %q", ErrUnexpectedType, typ)
 	}
 	if version < 1 || version > s.current {
-		return nil, fmt.Errorf("%w: %d (this build knows 1 to %d)", ErrUnknownVersion, version, s.current)
+		return nil, fmt.Errorf("%w: %d (this build knows 1 to %d)", unknownVersion(version, s.current), version, s.current)
 	}
 	for v := version; v < s.current; v++ {
 		var err error
