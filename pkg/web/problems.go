@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
+
+	"github.com/sagashop/sagashop/pkg/database"
 )
 
 // Problems is a service's table from its domain errors (sentinels, matched
@@ -22,11 +25,24 @@ type FieldErrors interface {
 	FieldErrors() map[string]string
 }
 
+// RetryAfterSeconds is the Retry-After of a 503 answered because the
+// database cannot be reached: about how long a PostgreSQL restart or a
+// failover keeps a service without connections.
+const RetryAfterSeconds = 2
+
+// unavailable is the problem of a request that failed because the database
+// cannot be reached right now (database.Unavailable): the same request will
+// succeed once it is back.
+var unavailable = Problem{Status: http.StatusServiceUnavailable, Title: "service temporarily unavailable",
+	Detail: "the service cannot reach its database right now; retry the same request shortly"}
+
 // Write answers err as problem+json: a *RequestError with its own status; an
 // error matching an entry of p with that problem, plus its field errors if
-// it has any; anything else with 500 and no detail, since clients never see
-// internal error text. The router logs the error once, with the status
-// (4xx at info, 5xx at error), in the request's log context.
+// it has any; an error that says the database cannot be reached
+// (database.Unavailable) with 503 and Retry-After; anything else with 500
+// and no detail, since clients never see internal error text. The router
+// logs the error once, with the status (4xx at info, 503 at warn, other 5xx
+// at error), in the request's log context.
 func (p Problems) Write(w http.ResponseWriter, r *http.Request, err error) {
 	prob := Problem{Status: http.StatusInternalServerError}
 	var reqErr *RequestError
@@ -42,6 +58,10 @@ func (p Problems) Write(w http.ResponseWriter, r *http.Request, err error) {
 		var fe FieldErrors
 		if prob.Status < 500 && errors.As(err, &fe) {
 			prob.Errors = fe.FieldErrors()
+		}
+		if prob.Status == http.StatusInternalServerError && database.Unavailable(err) {
+			prob = unavailable
+			w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
 		}
 	}
 	if rec, ok := w.(errorRecorder); ok {

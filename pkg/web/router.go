@@ -142,12 +142,17 @@ type statusWriter struct {
 func (w *statusWriter) recordError(ctx context.Context, err error) { w.err, w.errCtx = err, ctx }
 
 // logError writes the one log line of a request answered with an error:
-// at error level for a 5xx, with the error, at info for a refusal.
+// at error level for a 5xx, with the error, at warn for a 503 (the database
+// is away for now: nothing to fix in the service), at info for a refusal.
 func (w *statusWriter) logError(logger *slog.Logger, method, route string) {
 	if w.err == nil {
 		return
 	}
 	attrs := []any{"method", method, "route", route, telemetry.LogStatus, w.status, telemetry.Err(w.err)}
+	if w.status == http.StatusServiceUnavailable {
+		logger.WarnContext(w.errCtx, "request failed", attrs...)
+		return
+	}
 	if w.status >= 500 {
 		logger.ErrorContext(w.errCtx, "request failed", attrs...)
 		return

@@ -82,7 +82,19 @@ func Invalid(fields map[string]string) error {
 // Decode reads exactly one JSON object from r's body into v, rejecting
 // unknown fields, trailing data and bodies over MaxBodyBytes. It returns a
 // *RequestError (400, 413 or 415).
+//
+// A body whose Content-Length is over the limit is refused before a byte of
+// it is read: a client that sent Expect: 100-continue never gets the 100
+// and never uploads, and the response says Connection: close, so the server
+// neither reads the rest to reuse the connection nor resets it under a
+// client still sending (it closes its side and lets the client read the
+// 413). A body of unknown length (chunked) is cut at the limit as it is
+// read.
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if r.ContentLength > MaxBodyBytes {
+		w.Header().Set("Connection", "close")
+		return tooLarge()
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
@@ -97,7 +109,7 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &tooBig):
-			return &RequestError{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes)}
+			return tooLarge()
 		case errors.Is(err, io.EOF):
 			return &RequestError{Status: http.StatusBadRequest, Detail: "the body is empty"}
 		case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
@@ -120,11 +132,15 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &RequestError{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes)}
+			return tooLarge()
 		}
 		return &RequestError{Status: http.StatusBadRequest, Detail: "the body has data after the JSON object"}
 	}
 	return nil
+}
+
+func tooLarge() *RequestError {
+	return &RequestError{Status: http.StatusRequestEntityTooLarge, Detail: fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes)}
 }
 
 func trimJSONPrefix(s string) string {
