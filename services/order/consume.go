@@ -25,6 +25,10 @@ func (s *service) handlers() map[string]consumer.Handler {
 		// cancelOrder, the compensation of a failed or refunded payment.
 		events.TypePaymentFailed:   advanceOn[events.PaymentFailed](s, StatusCancelled, events.ReasonPaymentFailed),
 		events.TypePaymentRefunded: advanceOn[events.PaymentRefunded](s, StatusCancelled, events.ReasonOutOfStock),
+		// Shipping's answer to OrderExpired: the order will never ship, so
+		// it is cancelled (from PENDING, PAID or RESERVED) and every
+		// participant undoes what it holds on OrderCancelled.
+		events.TypeShipmentCancelled: advanceOn[events.ShipmentCancelled](s, StatusCancelled, events.ReasonTimedOut),
 	}
 }
 

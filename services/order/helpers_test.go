@@ -3,9 +3,14 @@ package main
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/sagashop/sagashop/pkg/servicetest"
 )
+
+// testDeadline is the saga deadline of the tests' order service: long
+// enough that no order expires unless a test moves its deadline back.
+const testDeadline = 5 * time.Minute
 
 // env is one test's order service: a fresh schema with the order tables,
 // the outbox and the inbox, the service, its real router and its event
@@ -20,7 +25,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	te := servicetest.New(t, serviceName, migrationsFS)
-	svc, err := newService(te.Pool, te.Logger, te.Registry)
+	svc, err := newService(te.Pool, te.Logger, te.Registry, testDeadline)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,8 @@ var problems = web.Problems{
 // routes adds the order API to r.
 //
 //	POST /orders       place an order (optional Idempotency-Key header)
-//	GET  /orders/{id}  read an order and its status
+//	GET  /orders/{id}  read an order, its status and deadline (stuck: past
+//	                   it and still open)
 func (s *service) routes(r chi.Router) {
 	r.Post("/orders", s.handleCreate)
 	r.Get("/orders/{id}", s.handleGet)
@@ -41,12 +42,18 @@ type createdResponse struct {
 	Items      []events.Item `json:"items"`
 	Reason     string        `json:"reason"`
 	CreatedAt  time.Time     `json:"created_at"`
+	Deadline   time.Time     `json:"deadline"` // created_at + SAGA_DEADLINE
 }
 
 // orderResponse is the response to GET /orders/{id}: the order as it is now.
+// Stuck is true while the order is past its deadline and still not shipped
+// or cancelled, and StuckReason says what it waits for.
 type orderResponse struct {
 	createdResponse
-	UpdatedAt time.Time `json:"updated_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	ExpiredAt   *time.Time `json:"expired_at,omitempty"`
+	Stuck       bool       `json:"stuck"`
+	StuckReason string     `json:"stuck_reason,omitempty"`
 }
 
 // newCreatedResponse returns o with its current status and reason.
@@ -54,7 +61,7 @@ func newCreatedResponse(o Order) createdResponse {
 	return createdResponse{
 		OrderID: o.ID.String(), CustomerID: o.CustomerID, Email: o.Email,
 		Status: o.Status, TotalCents: o.TotalCents, Currency: o.Currency,
-		Items: o.Items, Reason: o.Reason, CreatedAt: o.CreatedAt.UTC(),
+		Items: o.Items, Reason: o.Reason, CreatedAt: o.CreatedAt.UTC(), Deadline: o.Deadline.UTC(),
 	}
 }
 
@@ -103,7 +110,14 @@ func (s *service) handleGet(w http.ResponseWriter, r *http.Request) {
 		problems.Write(w, r, err)
 		return
 	}
-	web.Encode(w, http.StatusOK, orderResponse{createdResponse: newCreatedResponse(o), UpdatedAt: o.UpdatedAt.UTC()})
+	resp := orderResponse{createdResponse: newCreatedResponse(o), UpdatedAt: o.UpdatedAt.UTC()}
+	if o.ExpiredAt != nil {
+		at := o.ExpiredAt.UTC()
+		resp.ExpiredAt = &at
+	}
+	resp.StuckReason = Stuck(o.Status, o.Deadline, o.ExpiredAt != nil, time.Now())
+	resp.Stuck = resp.StuckReason != ""
+	web.Encode(w, http.StatusOK, resp)
 }
 
 // idempotencyKey returns the request's Idempotency-Key, "" when there is

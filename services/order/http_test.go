@@ -31,16 +31,20 @@ func (e *env) do(method, path, body string, headers ...string) *httptest.Respons
 }
 
 type createdBody struct {
-	OrderID    string        `json:"order_id"`
-	CustomerID string        `json:"customer_id"`
-	Email      string        `json:"email"`
-	Status     string        `json:"status"`
-	TotalCents int64         `json:"total_cents"`
-	Currency   string        `json:"currency"`
-	Items      []events.Item `json:"items"`
-	Reason     string        `json:"reason"`
-	CreatedAt  string        `json:"created_at"`
-	UpdatedAt  string        `json:"updated_at"`
+	OrderID     string        `json:"order_id"`
+	CustomerID  string        `json:"customer_id"`
+	Email       string        `json:"email"`
+	Status      string        `json:"status"`
+	TotalCents  int64         `json:"total_cents"`
+	Currency    string        `json:"currency"`
+	Items       []events.Item `json:"items"`
+	Reason      string        `json:"reason"`
+	CreatedAt   string        `json:"created_at"`
+	UpdatedAt   string        `json:"updated_at"`
+	Deadline    string        `json:"deadline"`
+	ExpiredAt   string        `json:"expired_at"`
+	Stuck       bool          `json:"stuck"`
+	StuckReason string        `json:"stuck_reason"`
 }
 
 func decodeBody(t *testing.T, rec *httptest.ResponseRecorder) (createdBody, map[string]json.RawMessage) {
@@ -64,6 +68,20 @@ func hasKeys(t *testing.T, fields map[string]json.RawMessage, keys ...string) {
 			t.Errorf("body lacks %q", k)
 		}
 	}
+}
+
+// sinceCreated returns the time from b's created_at to its deadline.
+func sinceCreated(t *testing.T, b createdBody) time.Duration {
+	t.Helper()
+	created, err := time.Parse(time.RFC3339Nano, b.CreatedAt)
+	if err != nil {
+		t.Fatalf("created_at %q: %v", b.CreatedAt, err)
+	}
+	deadline, err := time.Parse(time.RFC3339Nano, b.Deadline)
+	if err != nil {
+		t.Fatalf("deadline %q: %v", b.Deadline, err)
+	}
+	return deadline.Sub(created)
 }
 
 func mapKeys(m map[string]json.RawMessage) []string {
@@ -91,7 +109,7 @@ func TestCreateAndGetOrder(t *testing.T) {
 		t.Error("a first request is marked replayed")
 	}
 	created, fields := decodeBody(t, rec)
-	hasKeys(t, fields, "order_id", "customer_id", "email", "status", "total_cents", "currency", "items", "reason", "created_at")
+	hasKeys(t, fields, "order_id", "customer_id", "email", "status", "total_cents", "currency", "items", "reason", "created_at", "deadline")
 	if _, err := uuid.Parse(created.OrderID); err != nil {
 		t.Fatalf("order_id %q: %v", created.OrderID, err)
 	}
@@ -106,6 +124,9 @@ func TestCreateAndGetOrder(t *testing.T) {
 	}
 	if ts, err := time.Parse(time.RFC3339Nano, created.CreatedAt); err != nil || time.Since(ts) > time.Minute {
 		t.Errorf("created_at = %q (%v)", created.CreatedAt, err)
+	}
+	if d := sinceCreated(t, created); d != testDeadline {
+		t.Errorf("deadline %s is created_at + %v, want + %v", created.Deadline, d, testDeadline)
 	}
 
 	// The OrderCreated event (v2) is in the outbox, from the same transaction.
@@ -138,9 +159,11 @@ func TestCreateAndGetOrder(t *testing.T) {
 		t.Fatalf("GET = %d %s", rec.Code, rec.Body)
 	}
 	got, fields := decodeBody(t, rec)
-	hasKeys(t, fields, "order_id", "customer_id", "email", "status", "total_cents", "currency", "items", "reason", "created_at", "updated_at")
+	hasKeys(t, fields, "order_id", "customer_id", "email", "status", "total_cents", "currency", "items", "reason", "created_at", "updated_at",
+		"deadline", "stuck")
 	if got.OrderID != created.OrderID || got.Status != "PENDING" || got.TotalCents != created.TotalCents ||
 		got.CreatedAt != created.CreatedAt || got.UpdatedAt != created.CreatedAt ||
+		got.Deadline != created.Deadline || got.Stuck || got.StuckReason != "" ||
 		len(got.Items) != 2 || got.Items[0] != wantItems[0] || got.Items[1] != wantItems[1] {
 		t.Errorf("GET = %+v, created %+v", got, created)
 	}

@@ -9,16 +9,21 @@
 // catalog copy; InventoryReserved → RESERVED), payments.events
 // (PaymentProcessed → PAID; PaymentFailed → CANCELLED "payment_failed";
 // PaymentRefunded → CANCELLED "out_of_stock") and shipping.events
-// (OrderShipped → SHIPPED).
+// (OrderShipped → SHIPPED; ShipmentCancelled → CANCELLED "timed_out").
 //
 // Emits on orders.events: OrderCreated when an order is placed, in the same
-// transaction, and OrderCancelled when one is cancelled.
+// transaction; OrderCancelled when one is cancelled; OrderExpired when the
+// sweeper (a background worker) finds an open order past its deadline
+// (creation + SAGA_DEADLINE), in the transaction that marks it expired.
 //
 // Guarantees: an order's status only moves forward (PENDING → PAID →
-// RESERVED → SHIPPED, or CANCELLED from PENDING or PAID), whatever order
-// events arrive in, so repeated and late events are harmless; a request
-// repeated with the same Idempotency-Key creates one order, even when the
-// repeats race.
+// RESERVED → SHIPPED, or CANCELLED from PENDING or PAID, or from RESERVED
+// when it timed out), whatever order events arrive in, so repeated and late
+// events are harmless; a request repeated with the same Idempotency-Key
+// creates one order, even when the repeats race; every order ends: one past
+// its deadline is expired once, even with several replicas sweeping, and
+// shipping (the one step that cannot be undone) decides whether it ships or
+// is cancelled.
 package main
 
 import (
@@ -55,12 +60,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return err
 	}
 	defer p.Close()
-	s, err := newService(p.Pool, p.Logger, p.Registry)
+	p.Logger.Info("order settings", "order", cfg)
+	s, err := newService(p.Pool, p.Logger, p.Registry, cfg.SagaDeadline)
 	if err != nil {
 		return err
 	}
 	return p.Run(ctx, platform.Parts{
 		Routes:   s.routes,
 		Handlers: s.handlers(),
+		Workers:  map[string]func(context.Context) error{"sweeper": s.sweeper},
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sagashop/sagashop/pkg/validation"
 )
@@ -17,7 +18,9 @@ import (
 type Status string
 
 // The statuses of an order. PENDING → PAID → RESERVED → SHIPPED; CANCELLED
-// from PENDING or PAID. SHIPPED and CANCELLED are terminal.
+// from PENDING or PAID, and from RESERVED only when the order timed out
+// (shipping, asked first, answered that it will never ship). SHIPPED and
+// CANCELLED are terminal.
 const (
 	StatusPending   Status = "PENDING"
 	StatusPaid      Status = "PAID"
@@ -76,8 +79,9 @@ const (
 	Stale
 	// Final: the order is terminal; nothing changes it.
 	Final
-	// Refused: the request contradicts the saga (a reserved order always
-	// ships, so it is never cancelled); nothing to do, but worth a warning.
+	// Refused: the request contradicts the saga (a reserved order is
+	// cancelled only by shipping's answer to its deadline); nothing to do,
+	// but worth a warning.
 	Refused
 )
 
@@ -95,16 +99,18 @@ func (d Decision) String() string {
 	return fmt.Sprintf("Decision(%d)", int(d))
 }
 
-// Transition decides whether an order in status from moves to status to.
+// Transition decides whether an order in status from moves to status to
+// (with reason, for CANCELLED).
 //   - A terminal order never changes.
 //   - SHIPPED is reached from any non-terminal status: shipping only ships
 //     reserved orders, so an early OrderShipped means the other events are
 //     still on their way.
-//   - CANCELLED is reached from PENDING or PAID only; a reserved order
-//     always ships (inventory reserves all items or none, and a reservation
-//     is never compensated).
+//   - CANCELLED is reached from PENDING or PAID for any reason, and from
+//     RESERVED only with reason timed_out: inventory reserves all items or
+//     none, so a reserved order ships unless it passes its deadline and
+//     shipping, the saga's pivot, answers that it will never ship.
 //   - PAID and RESERVED are reached only from a lower rank.
-func Transition(from, to Status) Decision {
+func Transition(from, to Status, reason string) Decision {
 	if rank(from) < 0 || rank(to) < 0 {
 		return Refused
 	}
@@ -115,7 +121,7 @@ func Transition(from, to Status) Decision {
 	case StatusShipped:
 		return Advance
 	case StatusCancelled:
-		if from == StatusReserved {
+		if from == StatusReserved && reason != ReasonTimedOut {
 			return Refused
 		}
 		return Advance
@@ -124,6 +130,25 @@ func Transition(from, to Status) Decision {
 		return Advance
 	}
 	return Stale
+}
+
+// ReasonTimedOut is the cancellation reason of an order that passed its
+// deadline (events.ReasonTimedOut; the domain imports only the standard
+// library).
+const ReasonTimedOut = "timed_out"
+
+// Stuck says whether an order in status with deadline is past it at now
+// while still not terminal, and why it is still open: before the sweeper
+// has expired it (expired false), or while shipping has not answered the
+// OrderExpired yet. It returns "" for an order that is not stuck.
+func Stuck(status Status, deadline time.Time, expired bool, now time.Time) string {
+	switch {
+	case status.Terminal() || deadline.IsZero() || now.Before(deadline):
+		return ""
+	case expired:
+		return "deadline passed, waiting for shipping's answer"
+	}
+	return "deadline passed, not yet expired by the sweeper"
 }
 
 // LineItem is one line of a new order as the customer asks for it: no price,

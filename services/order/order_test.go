@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sagashop/sagashop/pkg/servicetest"
 )
@@ -17,38 +18,77 @@ func TestTransition(t *testing.T) {
 	tests := []struct {
 		name     string
 		from, to Status
+		reason   string
 		want     Decision
 	}{
-		{"paid from pending", StatusPending, StatusPaid, Advance},
-		{"reserved from paid", StatusPaid, StatusReserved, Advance},
-		{"reserved before paid", StatusPending, StatusReserved, Advance},
-		{"shipped from reserved", StatusReserved, StatusShipped, Advance},
-		{"shipped before paid", StatusPending, StatusShipped, Advance},
-		{"shipped before reserved", StatusPaid, StatusShipped, Advance},
-		{"cancelled from pending", StatusPending, StatusCancelled, Advance},
-		{"cancelled from paid", StatusPaid, StatusCancelled, Advance},
-		{"cancelled from reserved: a reserved order always ships", StatusReserved, StatusCancelled, Refused},
-		{"paid again", StatusPaid, StatusPaid, Stale},
-		{"paid after reserved", StatusReserved, StatusPaid, Stale},
-		{"reserved again", StatusReserved, StatusReserved, Stale},
-		{"pending is never a target", StatusPaid, StatusPending, Stale},
-		{"paid after shipped", StatusShipped, StatusPaid, Final},
-		{"reserved after shipped", StatusShipped, StatusReserved, Final},
-		{"shipped again", StatusShipped, StatusShipped, Final},
-		{"cancelled after shipped", StatusShipped, StatusCancelled, Final},
-		{"paid after cancelled", StatusCancelled, StatusPaid, Final},
-		{"reserved after cancelled", StatusCancelled, StatusReserved, Final},
-		{"shipped after cancelled", StatusCancelled, StatusShipped, Final},
-		{"cancelled again", StatusCancelled, StatusCancelled, Final},
-		{"unknown current status", Status("LOST"), StatusPaid, Refused},
-		{"unknown target", StatusPending, Status("LOST"), Refused},
+		{"paid from pending", StatusPending, StatusPaid, "", Advance},
+		{"reserved from paid", StatusPaid, StatusReserved, "", Advance},
+		{"reserved before paid", StatusPending, StatusReserved, "", Advance},
+		{"shipped from reserved", StatusReserved, StatusShipped, "", Advance},
+		{"shipped before paid", StatusPending, StatusShipped, "", Advance},
+		{"shipped before reserved", StatusPaid, StatusShipped, "", Advance},
+		{"cancelled from pending", StatusPending, StatusCancelled, "", Advance},
+		{"cancelled from paid", StatusPaid, StatusCancelled, "", Advance},
+		{"cancelled from reserved: a reserved order ships unless it times out", StatusReserved, StatusCancelled, "out_of_stock", Refused},
+		{"cancelled from reserved for a failed payment", StatusReserved, StatusCancelled, "payment_failed", Refused},
+		{"cancelled from reserved with no reason", StatusReserved, StatusCancelled, "", Refused},
+		{"timed out from pending", StatusPending, StatusCancelled, ReasonTimedOut, Advance},
+		{"timed out from paid", StatusPaid, StatusCancelled, ReasonTimedOut, Advance},
+		{"timed out from reserved: shipping answered it will never ship", StatusReserved, StatusCancelled, ReasonTimedOut, Advance},
+		{"timed out after shipped", StatusShipped, StatusCancelled, ReasonTimedOut, Final},
+		{"timed out after cancelled", StatusCancelled, StatusCancelled, ReasonTimedOut, Final},
+		{"shipped after timed out", StatusCancelled, StatusShipped, "", Final},
+		{"paid again", StatusPaid, StatusPaid, "", Stale},
+		{"paid after reserved", StatusReserved, StatusPaid, "", Stale},
+		{"reserved again", StatusReserved, StatusReserved, "", Stale},
+		{"pending is never a target", StatusPaid, StatusPending, "", Stale},
+		{"paid after shipped", StatusShipped, StatusPaid, "", Final},
+		{"reserved after shipped", StatusShipped, StatusReserved, "", Final},
+		{"shipped again", StatusShipped, StatusShipped, "", Final},
+		{"cancelled after shipped", StatusShipped, StatusCancelled, "", Final},
+		{"paid after cancelled", StatusCancelled, StatusPaid, "", Final},
+		{"reserved after cancelled", StatusCancelled, StatusReserved, "", Final},
+		{"shipped after cancelled", StatusCancelled, StatusShipped, "", Final},
+		{"cancelled again", StatusCancelled, StatusCancelled, "", Final},
+		{"unknown current status", Status("LOST"), StatusPaid, "", Refused},
+		{"unknown target", StatusPending, Status("LOST"), "", Refused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Transition(tt.from, tt.to); got != tt.want {
-				t.Errorf("Transition(%s, %s) = %s, want %s", tt.from, tt.to, got, tt.want)
+			if got := Transition(tt.from, tt.to, tt.reason); got != tt.want {
+				t.Errorf("Transition(%s, %s, %q) = %s, want %s", tt.from, tt.to, tt.reason, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestStuck(t *testing.T) {
+	deadline := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	before, after := deadline.Add(-time.Second), deadline.Add(time.Second)
+	tests := []struct {
+		name    string
+		status  Status
+		expired bool
+		now     time.Time
+		want    string
+	}{
+		{"pending before its deadline", StatusPending, false, before, ""},
+		{"reserved before its deadline", StatusReserved, false, before, ""},
+		{"pending at its deadline, not yet swept", StatusPending, false, deadline, "deadline passed, not yet expired by the sweeper"},
+		{"paid past its deadline, not yet swept", StatusPaid, false, after, "deadline passed, not yet expired by the sweeper"},
+		{"reserved past its deadline, expired", StatusReserved, true, after, "deadline passed, waiting for shipping's answer"},
+		{"shipped past its deadline", StatusShipped, true, after, ""},
+		{"cancelled past its deadline", StatusCancelled, true, after, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Stuck(tt.status, deadline, tt.expired, tt.now); got != tt.want {
+				t.Errorf("Stuck(%s, expired %v) = %q, want %q", tt.status, tt.expired, got, tt.want)
+			}
+		})
+	}
+	if got := Stuck(StatusPending, time.Time{}, false, after); got != "" {
+		t.Errorf("Stuck without a deadline = %q", got)
 	}
 }
 

@@ -21,11 +21,12 @@ import (
 )
 
 // service holds the order use cases. Each runs in one transaction: its own
-// (placeOrder) or the consumer's (the event handlers).
+// (placeOrder, sweep) or the consumer's (the event handlers).
 type service struct {
-	pool    *pgxpool.Pool
-	logger  *slog.Logger
-	metrics *metrics
+	pool     *pgxpool.Pool
+	logger   *slog.Logger
+	metrics  *metrics
+	deadline time.Duration // SAGA_DEADLINE: a new order's deadline is its creation + this
 }
 
 // metrics count orders placed (once their transaction has committed) and
@@ -33,15 +34,25 @@ type service struct {
 // a retried attempt never counts twice.
 type metrics struct {
 	ordersCreated prometheus.Counter
+	ordersExpired prometheus.Counter
 	sagaOrders    *prometheus.CounterVec
 	sagaDuration  prometheus.Histogram
 }
 
-func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer) (*service, error) {
+// newService returns the order service; a new order's deadline is its
+// creation time + deadline (SAGA_DEADLINE, > 0).
+func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer, deadline time.Duration) (*service, error) {
+	if deadline <= 0 {
+		return nil, fmt.Errorf("order service: saga deadline %v, want > 0", deadline)
+	}
 	m := &metrics{
 		ordersCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orders_created_total",
 			Help: "Orders created (idempotent replays not counted).",
+		}),
+		ordersExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orders_expired_total",
+			Help: "Orders the sweeper expired (each once): past their deadline before they ended, OrderExpired sent to shipping.",
 		}),
 		sagaOrders: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "saga_orders_total",
@@ -53,7 +64,7 @@ func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Register
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60},
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.ordersCreated, m.sagaOrders, m.sagaDuration} {
+	for _, c := range []prometheus.Collector{m.ordersCreated, m.ordersExpired, m.sagaOrders, m.sagaDuration} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register order metrics: %w", err)
 		}
@@ -62,11 +73,13 @@ func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Register
 	m.sagaOrders.WithLabelValues("shipped", "")
 	m.sagaOrders.WithLabelValues("cancelled", events.ReasonPaymentFailed)
 	m.sagaOrders.WithLabelValues("cancelled", events.ReasonOutOfStock)
-	return &service{pool: pool, logger: logger, metrics: m}, nil
+	m.sagaOrders.WithLabelValues("cancelled", events.ReasonTimedOut)
+	return &service{pool: pool, logger: logger, metrics: m, deadline: deadline}, nil
 }
 
 // placeOrder creates the order req asks for, priced from the catalog copy,
-// together with its OrderCreated event and, when key is set, the
+// with its deadline (creation + SAGA_DEADLINE), together with its
+// OrderCreated event and, when key is set, the
 // idempotency key: one transaction. A key already used for the same request
 // returns that order with replayed set and creates nothing. It fails with a
 // validation.Fields error (ErrInvalid) for SKUs not in the catalog or too large a
@@ -115,7 +128,7 @@ func (s *service) placeOrder(ctx context.Context, key string, req NewOrder) (o O
 			ID: id, CustomerID: req.CustomerID, Email: req.Email,
 			Status: StatusPending, TotalCents: total, Currency: Currency, Items: pricedItems(req.Items, prices),
 		}
-		if o.CreatedAt, err = insertOrder(ctx, tx, o); err != nil {
+		if o.CreatedAt, o.Deadline, err = insertOrder(ctx, tx, o, s.deadline); err != nil {
 			return err
 		}
 		o.UpdatedAt = o.CreatedAt
@@ -148,13 +161,21 @@ func (s *service) advance(ctx context.Context, tx pgx.Tx, e events.Envelope, id 
 	if err != nil {
 		return err
 	}
-	switch d := Transition(o.Status, to); d {
+	switch d := Transition(o.Status, to, reason); d {
 	case Advance:
 	case Refused:
-		s.logger.WarnContext(ctx, "event ignored: a reserved order always ships",
-			telemetry.LogEventType, e.Type, telemetry.LogStatus, o.Status, "requested", to)
+		s.logger.WarnContext(ctx, "event ignored: a reserved order is cancelled only when it times out",
+			telemetry.LogEventType, e.Type, telemetry.LogStatus, o.Status, "requested", to, telemetry.LogReason, reason)
 		return nil
 	default:
+		if o.Status == StatusCancelled && to == StatusShipped {
+			// Shipping never ships an order it has a tombstone for, and
+			// it records one before any ShipmentCancelled: this contradicts
+			// the saga. The order stays as it is; someone must look.
+			s.logger.ErrorContext(ctx, "order shipped after it was cancelled: left cancelled",
+				telemetry.LogEventType, e.Type, telemetry.LogStatus, o.Status, telemetry.LogReason, o.Reason)
+			return nil
+		}
 		s.logger.DebugContext(ctx, "event ignored: order already there or beyond",
 			telemetry.LogEventType, e.Type, telemetry.LogStatus, o.Status, "requested", to, "decision", d.String())
 		return nil
@@ -181,6 +202,78 @@ func (s *service) advance(ctx context.Context, tx pgx.Tx, e events.Envelope, id 
 	}
 	s.logger.InfoContext(ctx, "order status changed", "from", o.Status, "to", to, telemetry.LogReason, reason, telemetry.LogEventType, e.Type)
 	return nil
+}
+
+// sweepBatch is how many orders one sweep expires at most (one transaction).
+const sweepBatch = 100
+
+// sweepInterval is how often the sweeper looks for orders past their
+// deadline: a tenth of the deadline, at least 1s and at most 5s, so an order
+// is expired at most a few seconds (and a small part of its deadline) late.
+func sweepInterval(deadline time.Duration) time.Duration {
+	return min(max(deadline/10, time.Second), 5*time.Second)
+}
+
+// sweeper expires the orders past their deadline every sweepInterval until
+// ctx ends (a platform.Parts worker). A sweep that fails (the database away
+// for a moment) is logged and tried again at the next tick: it is not a
+// reason to stop the service. A full batch is followed by another sweep at
+// once.
+func (s *service) sweeper(ctx context.Context) error {
+	tick := time.NewTicker(sweepInterval(s.deadline))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		for {
+			n, err := s.sweep(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				s.logger.WarnContext(ctx, "sweep failed, trying again at the next tick", telemetry.Err(err))
+				break
+			}
+			if n < sweepBatch {
+				break
+			}
+		}
+	}
+}
+
+// sweep marks up to sweepBatch open orders past their deadline expired and
+// emits an OrderExpired for each, in one transaction: shipping, the saga's
+// pivot, answers (ShipmentCancelled, or nothing because it shipped). The
+// order keeps its status until then. Several sweepers (one per replica)
+// never expire an order twice: each skips the rows another holds. It
+// returns how many orders it expired.
+func (s *service) sweep(ctx context.Context) (int, error) {
+	var due []expiry
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if due, err = expireDue(ctx, tx, sweepBatch); err != nil {
+			return err
+		}
+		for _, o := range due {
+			expired := events.OrderExpired{OrderID: o.ID.String(), CustomerID: o.CustomerID, Deadline: o.Deadline.UTC()}
+			if err := outbox.Emit(ctx, tx, serviceName, events.Envelope{}, expired); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sweep: %w", err)
+	}
+	s.metrics.ordersExpired.Add(float64(len(due)))
+	for _, o := range due {
+		s.logger.InfoContext(telemetry.ConcernsOrder(ctx, o.ID.String()), "order expired: deadline passed, shipping asked to decide",
+			"deadline", o.Deadline.UTC(), "age", time.Since(o.CreatedAt).Round(time.Millisecond).String(), telemetry.LogCustomerID, o.CustomerID)
+	}
+	return len(due), nil
 }
 
 // updateProduct writes p, from event e, into the catalog copy, unless a

@@ -24,10 +24,12 @@ type Order struct {
 	Currency   string        `db:"currency"`
 	CreatedAt  time.Time     `db:"created_at"`
 	UpdatedAt  time.Time     `db:"updated_at"`
+	Deadline   time.Time     `db:"deadline"`   // created_at + SAGA_DEADLINE
+	ExpiredAt  *time.Time    `db:"expired_at"` // when the sweeper expired it; nil before
 	Items      []events.Item `db:"-"`
 }
 
-const orderColumns = `id, customer_id, email, status, reason, total_cents, currency, created_at, updated_at`
+const orderColumns = `id, customer_id, email, status, reason, total_cents, currency, created_at, updated_at, deadline, expired_at`
 
 // selectOrder reads order id with its items. It fails with ErrNotFound.
 func selectOrder(ctx context.Context, q database.Querier, id uuid.UUID) (Order, error) {
@@ -66,31 +68,65 @@ func updateStatus(ctx context.Context, tx pgx.Tx, id uuid.UUID, status Status, r
 	return updated, nil
 }
 
-// insertOrder inserts o and its items in one statement (one round trip) and
-// returns the order's creation time.
-func insertOrder(ctx context.Context, tx pgx.Tx, o Order) (time.Time, error) {
+// insertOrder inserts o and its items in one statement (one round trip),
+// with the deadline its creation time + sagaDeadline, and returns both.
+func insertOrder(ctx context.Context, tx pgx.Tx, o Order, sagaDeadline time.Duration) (created, deadline time.Time, err error) {
 	skus := make([]string, len(o.Items))
 	quantities := make([]int32, len(o.Items))
 	prices := make([]int64, len(o.Items))
 	for i, it := range o.Items {
 		skus[i], quantities[i], prices[i] = it.SKU, int32(it.Quantity), it.UnitPriceCents
 	}
-	var created time.Time
-	err := tx.QueryRow(ctx,
+	err = tx.QueryRow(ctx,
 		`WITH o AS (
-		   INSERT INTO orders (id, customer_id, email, status, reason, total_cents, currency)
-		   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, created_at
+		   INSERT INTO orders (id, customer_id, email, status, reason, total_cents, currency, deadline)
+		   VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $11::bigint * interval '1 microsecond')
+		   RETURNING id, created_at, deadline
 		 ), items AS (
 		   INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)
 		   SELECT o.id, i.sku, i.quantity, i.unit_price_cents
 		   FROM o, unnest($8::text[], $9::integer[], $10::bigint[]) AS i (sku, quantity, unit_price_cents)
 		 )
-		 SELECT created_at FROM o`,
-		o.ID, o.CustomerID, o.Email, o.Status, o.Reason, o.TotalCents, o.Currency, skus, quantities, prices).Scan(&created)
+		 SELECT created_at, deadline FROM o`,
+		o.ID, o.CustomerID, o.Email, o.Status, o.Reason, o.TotalCents, o.Currency, skus, quantities, prices,
+		sagaDeadline.Microseconds()).Scan(&created, &deadline)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("insert order %s: %w", o.ID, err)
+		return time.Time{}, time.Time{}, fmt.Errorf("insert order %s: %w", o.ID, err)
 	}
-	return created, nil
+	return created, deadline, nil
+}
+
+// expiry is an order the sweeper expired.
+type expiry struct {
+	ID         uuid.UUID
+	CustomerID string
+	Deadline   time.Time
+	CreatedAt  time.Time
+}
+
+// expireDue marks up to limit open orders past their deadline expired and
+// returns them. Rows another transaction holds (a sweeper on another
+// replica, an event handler deciding the order) are skipped, not waited
+// for: the next sweep sees them again if they are still due. An order is
+// expired once: a row another sweeper expired and committed no longer
+// matches (expired_at IS NULL is checked again on the locked row).
+func expireDue(ctx context.Context, tx pgx.Tx, limit int) ([]expiry, error) {
+	rows, _ := tx.Query(ctx,
+		`WITH due AS (
+		   SELECT id FROM orders
+		   WHERE expired_at IS NULL AND status IN ('PENDING', 'PAID', 'RESERVED') AND deadline <= now()
+		   ORDER BY deadline
+		   LIMIT $1
+		   FOR UPDATE SKIP LOCKED
+		 )
+		 UPDATE orders SET expired_at = now()
+		 FROM due WHERE orders.id = due.id
+		 RETURNING orders.id, orders.customer_id, orders.deadline, orders.created_at`, limit)
+	due, err := pgx.CollectRows(rows, pgx.RowToStructByPos[expiry])
+	if err != nil {
+		return nil, fmt.Errorf("expire orders past their deadline: %w", err)
+	}
+	return due, nil
 }
 
 // claimKey records key for order id and request hash. If the key is taken
