@@ -21,15 +21,17 @@ import (
 	"github.com/sagashop/sagashop/pkg/testenv"
 )
 
-// setup returns a pool on a fresh schema holding the outbox table and seqs,
+// setup returns a pool on a fresh schema holding the outbox tables and seqs,
 // the side table where load records each committed event's per-key sequence
 // number.
 func setup(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	pool, _ := testenv.Postgres(t)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, outbox.Schema); err != nil {
-		t.Fatalf("create outbox table: %v", err)
+	for _, ddl := range []string{outbox.Schema, outbox.DeadLetterSchema} {
+		if _, err := pool.Exec(ctx, ddl); err != nil {
+			t.Fatalf("create outbox tables: %v", err)
+		}
 	}
 	if _, err := pool.Exec(ctx, `CREATE TABLE seqs (event_id uuid PRIMARY KEY, key text NOT NULL, n int NOT NULL)`); err != nil {
 		t.Fatalf("create seqs table: %v", err)

@@ -15,6 +15,7 @@ type metrics struct {
 	published       *prometheus.CounterVec
 	publishErrors   prometheus.Counter
 	publishDuration prometheus.Histogram
+	deadLettered    *prometheus.CounterVec
 }
 
 // newMetrics registers the relay's metrics on reg. Relays sharing reg share
@@ -42,6 +43,10 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) metrics {
 			Help:    "Time to publish one outbox batch to Kafka.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outbox_dead_lettered_total",
+			Help: "Outbox events Kafka refused for good, moved to outbox_dead_letters, by reason (message_too_large, invalid_message, unknown_topic).",
+		}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m
@@ -51,6 +56,7 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) metrics {
 	m.published = register(reg, m.published, log)
 	m.publishErrors = register(reg, m.publishErrors, log)
 	m.publishDuration = register(reg, m.publishDuration, log)
+	m.deadLettered = register(reg, m.deadLettered, log)
 	return m
 }
 

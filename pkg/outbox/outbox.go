@@ -6,6 +6,17 @@
 // Guarantee: every committed event is published at least once, and events of
 // one key are published in commit order; consumers must be idempotent.
 //
+// The exception is an event Kafka refuses for good (larger than the broker
+// takes, invalid, or for a topic that stays unknown): the relay moves its row
+// to the dead letters (DeadLetterSchema; counted in
+// outbox_dead_lettered_total, logged at ERROR) so that the rows behind it,
+// later events of its own key included, are published. Its saga does not
+// hang on it: the order's deadline ends it. An operator lists the dead
+// letters and requeues one (ListDeadLetters, Requeue; over HTTP with
+// AdminRoutes, `sagashopctl outbox`) once what refused it is fixed. Write
+// refuses an event too large to ever be published (ErrTooLarge), so that
+// one never gets this far.
+//
 // The table lives in the service's own schema (unqualified names, chosen by
 // search_path), so one database can hold several services. Write notifies the
 // channel 'outbox_' || current_schema(), so schema names must stay within
@@ -15,11 +26,14 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/sagashop/sagashop/pkg/broker"
 	"github.com/sagashop/sagashop/pkg/events"
 )
 
@@ -45,8 +59,14 @@ const (
 	notifySQL = `SELECT pg_notify('outbox_' || current_schema(), '')`
 )
 
+// ErrTooLarge is the error of Write for an event whose Kafka message would be
+// larger than the producer sends (broker.MaxBatchBytes): it could never be
+// published. The use case fails; nothing of it is committed.
+var ErrTooLarge = errors.New("event too large for Kafka")
+
 // Write stores e in tx for publication on topic, keyed by e.Subject. It
-// fails with events.ErrMalformed when e lacks required metadata. If
+// fails with events.ErrMalformed when e lacks required metadata, and with
+// ErrTooLarge when it could never be published. If
 // e.TraceParent is empty, the trace context of ctx is recorded first, so the
 // publish span and the consumers join the trace of the use case.
 //
@@ -65,6 +85,9 @@ func Write(ctx context.Context, tx pgx.Tx, topic string, e events.Envelope) erro
 		e.TraceParent = carrier.Get("traceparent")
 		e.TraceState = carrier.Get("tracestate")
 	}
+	if n := messageSize(topic, e); n > broker.MaxBatchBytes {
+		return fmt.Errorf("write %s %s to outbox: %w: its message is %d bytes, at most %d", e.Type, e.ID, ErrTooLarge, n, broker.MaxBatchBytes)
+	}
 	body, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode %s %s for outbox: %w", e.Type, e.ID, err)
@@ -79,6 +102,14 @@ func Write(ctx context.Context, tx pgx.Tx, topic string, e events.Envelope) erro
 		return fmt.Errorf("write %s %s to outbox: %w", e.Type, e.ID, err)
 	}
 	return nil
+}
+
+// messageSize is the size of e's message on topic as the relay sends it: with
+// a trace context of its own publication span (a traceparent is always 55
+// characters).
+func messageSize(topic string, e events.Envelope) int {
+	e.TraceParent = strings.Repeat("0", 55)
+	return broker.MessageSize(events.ToMessage(topic, e))
 }
 
 // Emit writes payload to the outbox in tx as a new event from source, on the

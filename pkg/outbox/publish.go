@@ -29,27 +29,205 @@ func (e *publishError) Error() string {
 }
 func (e *publishError) Unwrap() error { return e.err }
 
+// outcome is what became of each row of a round: published, dead (refused
+// by Kafka for good, moved to the dead letters) or failed (refused for now,
+// retried). dead and failed hold indexes into the batch.
+type outcome struct {
+	published []row
+	dead      []deadRow
+	failed    *publishError
+	// again: rows were left unpublished without a Kafka failure (behind a
+	// message the writer refused whole), so the next round runs at once.
+	again bool
+}
+
+// deadRow is a row Kafka refused for good, with why.
+type deadRow struct {
+	row    row
+	reason string
+	err    error
+	logCtx context.Context
+}
+
 // publish sends batch in one call, each message in a producer span that is a
 // child of the trace recorded by Write and the parent of the consumers' spans.
-// It returns a *publishError when Kafka did not take the whole batch.
-func (r *Relay) publish(ctx context.Context, batch []row) error {
+// When Kafka refuses part of it, the rows refused for a reason that is
+// permanent are tried once more alone (so one bad row never condemns the
+// batch it travelled with) and, refused alone, set aside as dead; the rest
+// of the refused rows are retried by the next round.
+func (r *Relay) publish(ctx context.Context, batch []row) outcome {
 	msgs := make([]kafka.Message, len(batch))
 	spans := make([]producerSpan, len(batch))
 	for i, rw := range batch {
 		spans[i], msgs[i] = r.startProducerSpan(ctx, rw)
 	}
+	errs := make([]error, len(batch))
+	reasons := make([]string, len(batch))
+	var again bool
 	res := r.write(ctx, msgs)
-	for i, s := range spans {
-		s.end(res.of(i))
+	var tooLarge kafka.MessageTooLargeError
+	switch {
+	case res.err == nil:
+	case errors.As(res.err, &tooLarge):
+		// The writer refused the whole call for one message larger than it
+		// ever sends; nothing was sent. That message is dead, the others go
+		// in the next round.
+		id := events.Header(tooLarge.Message, events.HeaderID)
+		for i, rw := range batch {
+			if rw.env.ID == id {
+				errs[i], reasons[i] = res.err, reasonTooLarge
+			} else {
+				errs[i], again = errNotSent, true
+			}
+		}
+	case res.each != nil:
+		r.isolate(ctx, batch, msgs, res.each, errs, reasons)
+	case errors.Is(res.err, kafka.UnknownTopicOrPartition):
+		// The writer found a topic missing before sending anything: try
+		// each topic's rows apart, so a deleted topic holds up only its own.
+		r.byTopic(ctx, batch, msgs, errs, reasons)
+	default:
+		for i := range errs {
+			errs[i] = res.err
+		}
 	}
-	if res.err != nil {
+
+	var out outcome
+	out.again = again
+	var failed []int
+	for i, rw := range batch {
+		spans[i].end(errs[i])
+		switch {
+		case errs[i] == nil:
+			out.published = append(out.published, rw)
+			r.m.published.WithLabelValues(rw.topic).Inc()
+			delete(r.goneSince, rw.topic)
+		case reasons[i] != "":
+			out.dead = append(out.dead, deadRow{row: rw, reason: reasons[i], err: errs[i], logCtx: logContext(spans[i].ctx, rw)})
+		case errors.Is(errs[i], errNotSent):
+		default:
+			failed = append(failed, i)
+		}
+	}
+	if len(failed) > 0 {
 		r.m.publishErrors.Inc()
-		return res.publishError(batch, spans)
+		i := failed[0]
+		err := errs[i]
+		if len(batch) > 1 {
+			err = fmt.Errorf("%d of %d messages not written, first: %w", len(failed), len(batch), errs[i])
+		}
+		out.failed = &publishError{err: err, rows: len(failed), logCtx: logContext(spans[i].ctx, batch[i])}
 	}
-	for _, rw := range batch {
-		r.m.published.WithLabelValues(rw.topic).Inc()
+	return out
+}
+
+// errNotSent marks a row the writer did not send because of another row.
+var errNotSent = errors.New("not sent: another message of the call was refused")
+
+// Reasons of a dead letter (the reason label of outbox_dead_lettered_total).
+const (
+	reasonTooLarge     = "message_too_large"
+	reasonInvalid      = "invalid_message"
+	reasonUnknownTopic = "unknown_topic"
+)
+
+// permanent returns the reason a message refused with err would be refused
+// again however often it is sent, or "" when a retry may succeed. Kafka's
+// TopicAuthorizationFailed is not one: it is a configuration to fix, after
+// which the same rows publish.
+func permanent(err error) string {
+	switch {
+	case errors.Is(err, kafka.MessageSizeTooLarge), errors.Is(err, kafka.RecordListTooLarge):
+		return reasonTooLarge
+	case errors.Is(err, kafka.InvalidMessage), errors.Is(err, kafka.InvalidRecord),
+		errors.Is(err, kafka.InvalidTimestamp), errors.Is(err, kafka.UnsupportedForMessageFormat):
+		return reasonInvalid
 	}
-	return nil
+	return ""
+}
+
+// isolate sorts out a call Kafka refused in part (each: one error per
+// message). Messages refused for a permanent reason shared the refusal with
+// the whole produce batch of their partition, so each is sent again alone:
+// refused again, it is dead; taken, it is published. A key with a row that
+// failed for now sends none of its later rows this round, which keeps its
+// order.
+func (r *Relay) isolate(ctx context.Context, batch []row, msgs []kafka.Message, each kafka.WriteErrors, errs []error, reasons []string) {
+	held := map[string]bool{}
+	for i, err := range each {
+		errs[i] = err
+		if err == nil {
+			continue
+		}
+		key := batch[i].topic + "/" + batch[i].env.Subject
+		if (permanent(err) == "" && !errors.Is(err, kafka.UnknownTopicOrPartition)) || held[key] {
+			held[key] = true
+			continue
+		}
+		alone := r.write(ctx, msgs[i:i+1]).of(0)
+		errs[i] = alone
+		reasons[i] = r.deadReason(batch[i].topic, alone)
+		if alone != nil && reasons[i] == "" {
+			held[key] = true
+		}
+	}
+}
+
+// byTopic sends the rows of each topic of batch in a call of their own.
+func (r *Relay) byTopic(ctx context.Context, batch []row, msgs []kafka.Message, errs []error, reasons []string) {
+	var topics []string
+	idx := map[string][]int{}
+	for i, rw := range batch {
+		if _, ok := idx[rw.topic]; !ok {
+			topics = append(topics, rw.topic)
+		}
+		idx[rw.topic] = append(idx[rw.topic], i)
+	}
+	for _, t := range topics {
+		part := make([]kafka.Message, len(idx[t]))
+		for j, i := range idx[t] {
+			part[j] = msgs[i]
+		}
+		res := r.write(ctx, part)
+		for j, i := range idx[t] {
+			errs[i] = res.of(j)
+			if res.each == nil {
+				reasons[i] = r.deadReason(t, errs[i])
+			}
+		}
+	}
+}
+
+// deadReason returns why a message to topic refused with err is dead, or ""
+// when it is not (yet). A topic Kafka does not know may be one being
+// created, or a metadata cache not yet refreshed: its rows die only when it
+// has been unknown for unknownTopicGrace.
+func (r *Relay) deadReason(topic string, err error) string {
+	if err == nil {
+		return ""
+	}
+	if !errors.Is(err, kafka.UnknownTopicOrPartition) {
+		return permanent(err)
+	}
+	since, ok := r.goneSince[topic]
+	if !ok {
+		r.goneSince[topic] = time.Now()
+		return ""
+	}
+	if time.Since(since) < r.unknownTopicGrace {
+		return ""
+	}
+	// A row requeued later gets a grace of its own: the topic may have been
+	// re-created meanwhile.
+	delete(r.goneSince, topic)
+	return reasonUnknownTopic
+}
+
+// logContext is the context of the relay's log lines about rw: its
+// publication span's, with its order and event ids.
+func logContext(ctx context.Context, rw row) context.Context {
+	return telemetry.WithLogAttrs(ctx,
+		slog.String(telemetry.LogOrderID, rw.env.Subject), slog.String(telemetry.LogEventID, rw.env.ID))
 }
 
 // producerSpan is the span of one message's publication and the context
@@ -157,30 +335,4 @@ func (w writeResult) of(i int) error {
 		return w.each[i]
 	}
 	return w.err
-}
-
-// firstFailed returns the index of the first message that failed.
-func (w writeResult) firstFailed() int {
-	for i, err := range w.each {
-		if err != nil {
-			return i
-		}
-	}
-	return 0
-}
-
-// publishError returns the failed write as the relay logs it: with the
-// context of the first failed message (its trace and ids) and, since
-// kafka.WriteErrors prints every message's error, only the count and the
-// first one.
-func (w writeResult) publishError(batch []row, spans []producerSpan) *publishError {
-	i := w.firstFailed()
-	err := w.err
-	if w.each != nil {
-		err = fmt.Errorf("%d of %d messages not written, first: %w", w.each.Count(), w.n, w.each[i])
-	}
-	e := batch[i].env
-	logCtx := telemetry.WithLogAttrs(spans[i].ctx,
-		slog.String(telemetry.LogOrderID, e.Subject), slog.String(telemetry.LogEventID, e.ID))
-	return &publishError{err: err, rows: len(batch), logCtx: logCtx}
 }

@@ -35,6 +35,10 @@ type RelayConfig struct {
 	Registerer     prometheus.Registerer // nil = no metrics
 	BatchSize      int                   // default 500
 	PollInterval   time.Duration         // fallback poll, default 1s
+	// UnknownTopicGrace is how long a topic Kafka does not know may stay
+	// unknown before its rows are dead letters: longer than a topic's
+	// creation and the writer's metadata refresh take. Default 1 minute.
+	UnknownTopicGrace time.Duration
 }
 
 // Relay publishes the outbox rows of the schema its pool's connections use.
@@ -48,11 +52,15 @@ type Relay struct {
 	batchSize    int
 	pollInterval time.Duration
 	m            metrics
+
+	unknownTopicGrace time.Duration
+	goneSince         map[string]time.Time // topics found unknown, since when
 }
 
 const (
 	defaultBatchSize    = 500
 	defaultPollInterval = time.Second
+	defaultUnknownGrace = time.Minute
 	minBackoff          = 100 * time.Millisecond
 	maxBackoff          = 5 * time.Second
 	// statsInterval bounds how often a relay counts the pending rows: the
@@ -80,6 +88,12 @@ func NewRelay(cfg RelayConfig) *Relay {
 		log:          cfg.Logger,
 		batchSize:    cfg.BatchSize,
 		pollInterval: cfg.PollInterval,
+
+		unknownTopicGrace: cfg.UnknownTopicGrace,
+		goneSince:         map[string]time.Time{},
+	}
+	if r.unknownTopicGrace <= 0 {
+		r.unknownTopicGrace = defaultUnknownGrace
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -188,7 +202,7 @@ func (r *Relay) publishLoop(ctx context.Context, conn *pgx.Conn, channel string)
 	for {
 		// Notifications received so far are for commits the next round sees.
 		drainNotifications(conn)
-		n, err := r.round(ctx, conn, &lastStats)
+		again, err := r.round(ctx, conn, &lastStats)
 		var perr *publishError
 		switch {
 		case ctx.Err() != nil:
@@ -204,7 +218,7 @@ func (r *Relay) publishLoop(ctx context.Context, conn *pgx.Conn, channel string)
 			return err
 		}
 		b.reset()
-		if n == r.batchSize {
+		if again {
 			continue
 		}
 		err = r.waitForCommit(ctx, conn, channel)
@@ -248,30 +262,40 @@ type row struct {
 	env   events.Envelope
 }
 
-// round publishes the oldest pending rows with one WriteMessages call and
-// deletes them. It reads every row still in the table rather than the rows
-// after the last id it saw: a transaction that drew a smaller id may commit
-// after one with a larger id, and a cursor would skip it.
-func (r *Relay) round(ctx context.Context, conn *pgx.Conn, lastStats *time.Time) (int, error) {
+// round publishes the oldest pending rows with one WriteMessages call,
+// deletes those Kafka took and moves those it refused for good to the dead
+// letters (see DeadLetterSchema). It reports whether the next round should
+// run at once: the batch was full, or rows were held back by a dead one. It
+// reads every row still in the table rather than the rows after the last id
+// it saw: a transaction that drew a smaller id may commit after one with a
+// larger id, and a cursor would skip it.
+func (r *Relay) round(ctx context.Context, conn *pgx.Conn, lastStats *time.Time) (bool, error) {
 	batch, err := r.readBatch(ctx, conn)
 	if err != nil {
-		return 0, err
+		return false, err
 	}
 	if len(batch) == 0 {
 		// Nothing committed is pending: the gauges need no query.
 		r.m.pending.Set(0)
 		r.m.oldestAge.Set(0)
-		return 0, nil
+		return false, nil
 	}
-	if err := r.publish(ctx, batch); err != nil {
-		r.refreshStats(ctx, conn, lastStats)
-		return 0, err
+	out := r.publish(ctx, batch)
+	if len(out.published) > 0 {
+		if err := deletePublished(ctx, conn, out.published); err != nil {
+			return false, err
+		}
 	}
-	if err := deletePublished(ctx, conn, batch); err != nil {
-		return 0, err
+	if len(out.dead) > 0 {
+		if err := r.moveToDeadLetters(ctx, conn, out.dead); err != nil {
+			return false, err
+		}
 	}
 	r.refreshStats(ctx, conn, lastStats)
-	return len(batch), nil
+	if out.failed != nil {
+		return false, out.failed
+	}
+	return len(batch) == r.batchSize || out.again || len(out.dead) > 0, nil
 }
 
 // readBatch returns up to batchSize pending rows in id order, which is commit

@@ -177,11 +177,12 @@ func Start(ctx context.Context, cfg Config, stdout io.Writer, embedded fs.FS) (*
 	return p, nil
 }
 
-// Migrate applies the tables every service shares (the outbox, then the
-// consumer's inbox) and then the service's own migrations, the migrations/
-// folder of embedded (see database.Migrate).
+// Migrate applies the tables every service shares (the outbox, the
+// consumer's inbox, the outbox's dead letters; append, never reorder) and
+// then the service's own migrations, the migrations/ folder of embedded (see
+// database.Migrate).
 func Migrate(ctx context.Context, pool *pgxpool.Pool, embedded fs.FS, logger *slog.Logger) error {
-	return database.Migrate(ctx, pool, embedded, logger, outbox.Schema, consumer.Schema)
+	return database.Migrate(ctx, pool, embedded, logger, outbox.Schema, consumer.Schema, outbox.DeadLetterSchema)
 }
 
 // Close releases what Start acquired and flushes pending spans.
@@ -231,6 +232,7 @@ func (p *Platform) Run(ctx context.Context, parts Parts) error {
 		return err
 	}
 	parts.Routes(router)
+	outbox.AdminRoutes(p.Pool)(router)
 	srv := web.NewServer(p.Config.HTTPAddr, web.Handler(router, routerCfg))
 
 	relay := outbox.NewRelay(outbox.RelayConfig{
