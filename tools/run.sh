@@ -8,7 +8,9 @@
 # Everything listens on 127.0.0.1 only. SAGASHOP_BIND is the address the five
 # services listen on instead, e.g. SAGASHOP_BIND=0.0.0.0 for every interface
 # (mind that the demo has no authentication). The infrastructure stays on
-# loopback.
+# loopback. SAGA_DEADLINE (a Go duration, default 5m) is the order service's
+# saga deadline: an order still open then is expired and, unless it shipped,
+# cancelled with reason timed_out.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,8 +70,11 @@ mkdir -p "$BIN" "$LOGS"
 go build -o "$BIN/" ./services/...
 (cd tools/sagashopctl && go build -o "$BIN/sagashopctl" .)
 
+# Settings of one service only, as NAME=value words for env.
+declare -A SETTINGS=([order]="SAGA_DEADLINE=${SAGA_DEADLINE:-5m}")
 for svc in "${SERVICES[@]}"; do
-	HTTP_ADDR="$LISTEN:${PORT[$svc]}" OTEL_SERVICE_NAME="$svc" "$BIN/$svc" >>"$LOGS/$svc.log" 2>&1 &
+	# shellcheck disable=SC2086 # the settings are NAME=value words
+	env ${SETTINGS[$svc]:-} HTTP_ADDR="$LISTEN:${PORT[$svc]}" OTEL_SERVICE_NAME="$svc" "$BIN/$svc" >>"$LOGS/$svc.log" 2>&1 &
 	pids+=($!)
 done
 
