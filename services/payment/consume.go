@@ -16,6 +16,7 @@ func (s *service) handlers() map[string]consumer.Handler {
 	return map[string]consumer.Handler{
 		events.TypeOrderCreated:         s.onOrderCreated,
 		events.TypeInventoryUnavailable: s.onInventoryUnavailable,
+		events.TypeOrderCancelled:       s.onOrderCancelled,
 	}
 }
 
@@ -40,5 +41,16 @@ func (s *service) onInventoryUnavailable(ctx context.Context, tx pgx.Tx, e event
 	if err != nil {
 		return err
 	}
-	return s.refundPayment(ctx, tx, e, u)
+	return s.refundOutOfStock(ctx, tx, e, u)
+}
+
+// onOrderCancelled undoes what payment holds for the cancelled order
+// (compensation): its charge is refunded, or a tombstone keeps a late
+// OrderCreated from charging it.
+func (s *service) onOrderCancelled(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+	c, _, err := consumer.DecodeOrder[events.OrderCancelled](e)
+	if err != nil {
+		return err
+	}
+	return s.cancelPayment(ctx, tx, e, c)
 }

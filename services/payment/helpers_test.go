@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
@@ -39,4 +40,12 @@ func (ts *testService) balance(t *testing.T, customerID string) int64 {
 		t.Fatalf("account %s: %v", customerID, err)
 	}
 	return acc.BalanceCents
+}
+
+// mustApply delivers e and fails the test if its handler fails.
+func (ts *testService) mustApply(t *testing.T, e events.Envelope) {
+	t.Helper()
+	if err := ts.Apply(t, e); err != nil {
+		t.Fatalf("%s: %v", e.Type, err)
+	}
 }

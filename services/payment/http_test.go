@@ -146,7 +146,8 @@ func TestMetricsExposed(t *testing.T) {
 	}
 	res := ts.Do(t, http.MethodGet, "/metrics", "", "")
 	body := res.Body.Bytes()
-	for _, want := range []string{`payments_total{status="CHARGED"} 1`, `payments_total{status="FAILED"} 1`, `refunds_total 0`} {
+	for _, want := range []string{`payments_total{status="CHARGED"} 1`, `payments_total{status="FAILED"} 1`,
+		`refunds_total{reason="out_of_stock"} 0`, `refunds_total{reason="timed_out"} 0`, `charges_refused_total 0`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -5,15 +5,22 @@
 //   - OrderCreated (orders.events): charge the order total to the customer's
 //     balance, emitting PaymentProcessed or PaymentFailed;
 //   - InventoryUnavailable (inventory.events): refundPayment, the compensation
-//     of a charge, emitting PaymentRefunded.
+//     of a charge, emitting PaymentRefunded (reason out_of_stock);
+//   - OrderCancelled (orders.events, any reason): cancelPayment, undoing what
+//     payment holds for the order: a charge not yet refunded is refunded
+//     (refundPayment, PaymentRefunded with the cancellation's reason); with
+//     no payment, a tombstone (a CANCELLED payment of nothing) is recorded,
+//     so that a late OrderCreated (a dead letter replayed) charges nothing.
 //
 // It emits on payments.events, through its outbox, keyed by order id:
 // PaymentProcessed, PaymentFailed and PaymentRefunded.
 //
 // Guarantees: each event is applied at most once per event id (inbox) and
-// handlers are idempotent by state (one payment per order, one refund per
-// payment), so a business fact delivered twice under two ids has one effect;
-// a balance never goes below zero, however many charges run at once.
+// handlers are idempotent by state (one payment or tombstone per order, one
+// refund per payment), so a business fact delivered twice under two ids has
+// one effect; a balance never goes below zero, however many charges run at
+// once; a charge and a cancellation of the same order racing each other end
+// refunded or never charged, never charged for good.
 //
 // HTTP: POST /accounts/{customer_id}/deposits, GET /accounts/{customer_id},
 // GET /payments/{order_id}.

@@ -7,14 +7,20 @@ import (
 	"github.com/sagashop/sagashop/pkg/validation"
 )
 
-// Status is where a payment stands. A payment is created CHARGED or FAILED;
-// only CHARGED moves on, to REFUNDED. FAILED and REFUNDED are terminal.
+// Status is where a payment stands. A payment is created CHARGED or FAILED
+// on OrderCreated, or CANCELLED on OrderCancelled when the order was
+// cancelled before it was charged; only CHARGED moves on, to REFUNDED.
+// FAILED, REFUNDED and CANCELLED are terminal.
 type Status string
 
 const (
 	StatusCharged  Status = "CHARGED"
 	StatusFailed   Status = "FAILED"
 	StatusRefunded Status = "REFUNDED"
+	// StatusCancelled is a tombstone: the order was cancelled before it was
+	// charged, so nothing is ever charged for it (a late OrderCreated, a
+	// dead letter replayed, is refused). It holds no money.
+	StatusCancelled Status = "CANCELLED"
 )
 
 // ReasonInsufficientFunds is the reason PaymentFailed carries.
@@ -34,7 +40,8 @@ var (
 	ErrInvalid = validation.ErrInvalid
 	// ErrAlreadyRefunded: the payment was refunded before; nothing to do.
 	ErrAlreadyRefunded = errors.New("payment already refunded")
-	// ErrNotCharged: the payment failed, so there is nothing to refund.
+	// ErrNotCharged: the payment failed, or the order was cancelled before
+	// it was charged, so there is nothing to refund.
 	ErrNotCharged = errors.New("payment was not charged")
 )
 
@@ -92,9 +99,15 @@ func Charge(orderID, customerID string, amountCents int64, covered bool) Payment
 	return p
 }
 
+// Cancelled returns the tombstone of an order cancelled before it was
+// charged: a CANCELLED payment of nothing.
+func Cancelled(orderID, customerID string) Payment {
+	return Payment{OrderID: orderID, CustomerID: customerID, AmountCents: 0, Status: StatusCancelled}
+}
+
 // Refund returns p refunded. It fails with ErrAlreadyRefunded when p was
-// refunded before and ErrNotCharged when p failed: in both cases there is
-// nothing to give back.
+// refunded before and ErrNotCharged when p failed or is a tombstone: in
+// every case there is nothing to give back.
 func (p Payment) Refund() (Payment, error) {
 	switch p.Status {
 	case StatusCharged:

@@ -29,7 +29,8 @@ type service struct {
 // committed (consumer.AfterCommit), so a retried attempt never counts twice.
 type metrics struct {
 	payments *prometheus.CounterVec // by status: CHARGED, FAILED
-	refunds  prometheus.Counter
+	refunds  *prometheus.CounterVec // by reason: out_of_stock, or the cancellation's
+	refused  prometheus.Counter     // OrderCreated of an order already cancelled
 }
 
 func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer) (*service, error) {
@@ -37,14 +38,21 @@ func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Register
 		payments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "payments_total", Help: "Payments of orders by outcome (CHARGED or FAILED).",
 		}, []string{"status"}),
-		refunds: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "refunds_total", Help: "Charges refunded because inventory could not reserve the order.",
+		refunds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "refunds_total", Help: "Charges refunded, by reason: out_of_stock (inventory could not reserve the order) or the reason the order was cancelled for.",
+		}, []string{"reason"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "charges_refused_total", Help: "OrderCreated events of orders already cancelled: nothing charged.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.payments, m.refunds} {
+	for _, c := range []prometheus.Collector{m.payments, m.refunds, m.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register payment metrics: %w", err)
 		}
+	}
+	// Show the expected series at zero from the start.
+	for _, reason := range []string{events.ReasonOutOfStock, events.ReasonTimedOut} {
+		m.refunds.WithLabelValues(reason)
 	}
 	return &service{pool: pool, logger: logger, metrics: m}, nil
 }
@@ -80,7 +88,9 @@ func (s *service) payment(ctx context.Context, orderID string) (Payment, error) 
 // charge charges an order's total to its customer in tx, on OrderCreated:
 // PaymentProcessed if the balance covers it, PaymentFailed if not (an
 // unknown customer has a balance of 0). An order that already has a
-// payment is left alone. It fails with ErrInvalid for a negative total.
+// payment is left alone; one that was cancelled before (its payment is a
+// tombstone, CANCELLED) is charged nothing. It fails with ErrInvalid for a
+// negative total.
 func (s *service) charge(ctx context.Context, tx pgx.Tx, cause events.Envelope, o events.OrderCreated) error {
 	if err := ValidateCharge(o.CustomerID, o.TotalCents); err != nil {
 		return fmt.Errorf("charge order %s: %w", o.OrderID, err)
@@ -88,9 +98,14 @@ func (s *service) charge(ctx context.Context, tx pgx.Tx, cause events.Envelope, 
 	// Two deliveries of the same order racing here both find no payment;
 	// the second one's insert then waits on the primary key and fails when
 	// the first commits, rolling back its debit, and its retry finds the
-	// payment.
+	// payment. The same goes for a charge racing the tombstone of
+	// cancelPayment: one of the two inserts wins, the other's retry sees it.
 	existing, err := getPayment(ctx, tx, o.OrderID)
 	switch {
+	case err == nil && existing.Status == StatusCancelled:
+		consumer.AfterCommit(ctx, s.metrics.refused.Inc)
+		s.logger.InfoContext(ctx, "order already cancelled, nothing charged", telemetry.LogCustomerID, o.CustomerID, "amount_cents", o.TotalCents)
+		return nil
 	case err == nil:
 		s.logger.InfoContext(ctx, "order already has a payment, event ignored", telemetry.LogStatus, existing.Status)
 		return nil
@@ -128,16 +143,53 @@ func (s *service) charge(ctx context.Context, tx pgx.Tx, cause events.Envelope, 
 	return nil
 }
 
-// refundPayment undoes the charge of an order in tx, on
-// InventoryUnavailable: the payment goes REFUNDED, the amount back to the
-// balance, and PaymentRefunded is emitted. A payment already refunded, a
-// failed one or none at all has nothing to undo and is left alone.
-func (s *service) refundPayment(ctx context.Context, tx pgx.Tx, cause events.Envelope, u events.InventoryUnavailable) error {
-	p, err := lockPayment(ctx, tx, u.OrderID)
+// refundOutOfStock refunds the order's payment on InventoryUnavailable
+// (refundPayment with reason out_of_stock). An order without a payment has
+// nothing to undo and is left alone.
+func (s *service) refundOutOfStock(ctx context.Context, tx pgx.Tx, cause events.Envelope, u events.InventoryUnavailable) error {
+	err := s.refundPayment(ctx, tx, cause, u.OrderID, events.ReasonOutOfStock)
 	if errors.Is(err, ErrNotFound) {
-		s.logger.WarnContext(ctx, "no payment to refund, event ignored")
+		s.logger.WarnContext(ctx, "no payment to refund, event ignored", "missing_skus", u.MissingSKUs)
 		return nil
 	}
+	return err
+}
+
+// cancelPayment undoes what payment holds for a cancelled order, in tx, on
+// OrderCancelled (any reason): a charge not yet refunded is refunded
+// (refundPayment, PaymentRefunded with the cancellation's reason); a failed
+// or refunded payment holds nothing and is left alone; an order without a
+// payment gets a tombstone (a CANCELLED payment of nothing), so that a late
+// OrderCreated charges nothing.
+func (s *service) cancelPayment(ctx context.Context, tx pgx.Tx, cause events.Envelope, c events.OrderCancelled) error {
+	err := s.refundPayment(ctx, tx, cause, c.OrderID, c.Reason)
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	// A charge of the order running at the same time waits on this insert,
+	// or this insert on its: whichever commits first holds the primary key.
+	inserted, err := insertTombstone(ctx, tx, Cancelled(c.OrderID, c.CustomerID))
+	if err != nil {
+		return err
+	}
+	if !inserted {
+		// The charge committed first: undo it.
+		s.logger.InfoContext(ctx, "order charged meanwhile, refunding it")
+		return s.refundPayment(ctx, tx, cause, c.OrderID, c.Reason)
+	}
+	s.logger.InfoContext(ctx, "order cancelled before it was charged, tombstone recorded", telemetry.LogReason, c.Reason)
+	return nil
+}
+
+// refundPayment undoes the charge of an order in tx (the compensation of
+// PaymentProcessed): the payment goes REFUNDED, the amount back to the
+// balance, and PaymentRefunded is emitted with reason. It runs on
+// InventoryUnavailable and on OrderCancelled, whichever comes first; the
+// row lock on the payment makes the other one find it REFUNDED. A payment
+// already refunded, a failed one or a tombstone has nothing to undo and is
+// left alone. It fails with ErrNotFound when the order has no payment.
+func (s *service) refundPayment(ctx context.Context, tx pgx.Tx, cause events.Envelope, orderID, reason string) error {
+	p, err := lockPayment(ctx, tx, orderID)
 	if err != nil {
 		return err
 	}
@@ -147,7 +199,7 @@ func (s *service) refundPayment(ctx context.Context, tx pgx.Tx, cause events.Env
 		s.logger.InfoContext(ctx, "payment already refunded, event ignored")
 		return nil
 	case errors.Is(err, ErrNotCharged):
-		s.logger.WarnContext(ctx, "payment was not charged, nothing to refund", telemetry.LogStatus, p.Status)
+		s.logger.InfoContext(ctx, "payment was not charged, nothing to refund", telemetry.LogStatus, p.Status)
 		return nil
 	case err != nil:
 		return err
@@ -168,12 +220,12 @@ func (s *service) refundPayment(ctx context.Context, tx pgx.Tx, cause events.Env
 		}
 	}
 	err = outbox.Emit(ctx, tx, serviceName, cause, events.PaymentRefunded{
-		OrderID: u.OrderID, CustomerID: p.CustomerID, AmountCents: p.AmountCents, Reason: events.ReasonOutOfStock,
+		OrderID: p.OrderID, CustomerID: p.CustomerID, AmountCents: p.AmountCents, Reason: reason,
 	})
 	if err != nil {
 		return err
 	}
-	consumer.AfterCommit(ctx, s.metrics.refunds.Inc)
-	s.logger.InfoContext(ctx, "payment refunded", telemetry.LogCustomerID, p.CustomerID, "amount_cents", p.AmountCents, "missing_skus", u.MissingSKUs)
+	consumer.AfterCommit(ctx, s.metrics.refunds.WithLabelValues(reason).Inc)
+	s.logger.InfoContext(ctx, "payment refunded", telemetry.LogCustomerID, p.CustomerID, "amount_cents", p.AmountCents, telemetry.LogReason, reason)
 	return nil
 }

@@ -124,6 +124,20 @@ func insertPayment(ctx context.Context, tx pgx.Tx, p Payment, items []events.Ite
 	return nil
 }
 
+// insertTombstone stores p, the tombstone of a cancelled order, unless the
+// order has a payment already; inserted reports which. A payment of the
+// same order being inserted meanwhile is waited for.
+func insertTombstone(ctx context.Context, tx pgx.Tx, p Payment) (inserted bool, err error) {
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO payments (order_id, customer_id, amount_cents, status)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (order_id) DO NOTHING`, p.OrderID, p.CustomerID, p.AmountCents, string(p.Status))
+	if err != nil {
+		return false, fmt.Errorf("insert tombstone of %s: %w", p.OrderID, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // setPaymentStatus moves a payment from one status to another; it fails if
 // the payment is not in from.
 func setPaymentStatus(ctx context.Context, tx pgx.Tx, orderID string, from, to Status) error {
