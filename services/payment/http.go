@@ -14,6 +14,8 @@ import (
 var problems = web.Problems{
 	ErrInvalid:  {Status: http.StatusUnprocessableEntity, Title: "invalid request", Detail: "the request has invalid fields"},
 	ErrNotFound: {Status: http.StatusNotFound, Title: "not found", Detail: "no such resource"},
+	ErrKeyReused: {Status: http.StatusUnprocessableEntity, Title: "idempotency key reused",
+		Detail: "this Idempotency-Key was already used for a different request"},
 }
 
 // routes adds the payment API to r.
@@ -39,9 +41,18 @@ type paymentResponse struct {
 }
 
 // handleDeposit: POST /accounts/{customer_id}/deposits {"amount_cents": n}
-// → 201 with the account. The first deposit opens the account.
+// → 201 with the account. The first deposit opens the account. With an
+// Idempotency-Key (optional), a repeat of the same request credits nothing
+// and gets the first answer again (the balance as that deposit left it),
+// with Idempotent-Replayed: true; the key with another account or amount
+// is refused with 422.
 func (s *service) handleDeposit(w http.ResponseWriter, r *http.Request) {
 	customerID, err := web.PathID(r, "customer_id")
+	if err != nil {
+		problems.Write(w, r, err)
+		return
+	}
+	key, err := web.IdempotencyKey(r)
 	if err != nil {
 		problems.Write(w, r, err)
 		return
@@ -55,12 +66,17 @@ func (s *service) handleDeposit(w http.ResponseWriter, r *http.Request) {
 		problems.Write(w, r, web.Invalid(map[string]string{"amount_cents": "is required"}))
 		return
 	}
-	acc, err := s.deposit(r.Context(), customerID, *req.AmountCents)
+	acc, replayed, err := s.depositOnce(r.Context(), key, customerID, *req.AmountCents)
 	if err != nil {
 		problems.Write(w, r, err)
 		return
 	}
-	s.logger.InfoContext(r.Context(), "deposit made", telemetry.LogCustomerID, customerID, "amount_cents", *req.AmountCents, "balance_cents", acc.BalanceCents)
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+		s.logger.InfoContext(r.Context(), "deposit replayed for idempotency key", telemetry.LogCustomerID, customerID, "amount_cents", *req.AmountCents)
+	} else {
+		s.logger.InfoContext(r.Context(), "deposit made", telemetry.LogCustomerID, customerID, "amount_cents", *req.AmountCents, "balance_cents", acc.BalanceCents)
+	}
 	web.Encode(w, http.StatusCreated, accountResponse{CustomerID: acc.CustomerID, BalanceCents: acc.BalanceCents})
 }
 

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,19 +63,59 @@ func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Register
 // deposit adds amountCents to a customer's balance, opening the account on
 // the first deposit. It fails with ErrInvalid for an amount out of range.
 func (s *service) deposit(ctx context.Context, customerID string, amountCents int64) (Account, error) {
+	acc, _, err := s.depositOnce(ctx, "", customerID, amountCents)
+	return acc, err
+}
+
+// ErrKeyReused: an Idempotency-Key already used for a different request.
+var ErrKeyReused = errors.New("idempotency key reused")
+
+// depositOnce is deposit with an Idempotency-Key (none when key is ""): the
+// key, a hash of the request and the deposit commit together, so a key
+// already used for the same request returns the account as that deposit
+// left it, with replayed set, and credits nothing; concurrent requests with
+// one key credit once. It fails with ErrInvalid for an amount out of range
+// and with ErrKeyReused for a key used for a different request (another
+// account or amount).
+func (s *service) depositOnce(ctx context.Context, key, customerID string, amountCents int64) (acc Account, replayed bool, err error) {
 	if err := ValidateDeposit(amountCents); err != nil {
-		return Account{}, err
+		return Account{}, false, err
 	}
-	var acc Account
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		acc, err = addDeposit(ctx, tx, customerID, amountCents)
-		return err
+	hash := depositHash(customerID, amountCents)
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		replayed = false
+		if key != "" {
+			claimed, ownerHash, owner, err := claimDepositKey(ctx, tx, key, hash)
+			if err != nil {
+				return err
+			}
+			if !claimed {
+				if ownerHash != hash {
+					return ErrKeyReused
+				}
+				acc, replayed = owner, true
+				return nil
+			}
+		}
+		var id int64
+		if acc, id, err = addDeposit(ctx, tx, customerID, amountCents); err != nil {
+			return err
+		}
+		if key != "" {
+			return setDepositKey(ctx, tx, key, id)
+		}
+		return nil
 	})
 	if err != nil {
-		return Account{}, fmt.Errorf("deposit for %s: %w", customerID, err)
+		return Account{}, false, fmt.Errorf("deposit for %s: %w", customerID, err)
 	}
-	return acc, nil
+	return acc, replayed, nil
+}
+
+// depositHash identifies a deposit request: the same account and amount.
+func depositHash(customerID string, amountCents int64) string {
+	sum := sha256.Sum256([]byte(customerID + "\n" + strconv.FormatInt(amountCents, 10)))
+	return hex.EncodeToString(sum[:])
 }
 
 // account returns a customer's account, or ErrNotFound.

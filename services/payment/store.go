@@ -34,24 +34,66 @@ func (r paymentRow) payment() Payment {
 const paymentColumns = `order_id::text AS order_id, customer_id, amount_cents, status, created_at, updated_at`
 
 // addDeposit records a deposit and adds it to the balance, opening the
-// account on the first one. It returns the account as it is afterwards.
-func addDeposit(ctx context.Context, tx pgx.Tx, customerID string, amountCents int64) (Account, error) {
+// account on the first one. It returns the account as it is afterwards and
+// the deposit's id.
+func addDeposit(ctx context.Context, tx pgx.Tx, customerID string, amountCents int64) (Account, int64, error) {
 	rows, err := tx.Query(ctx, `
 		INSERT INTO accounts (customer_id, balance_cents) VALUES ($1, $2)
 		ON CONFLICT (customer_id) DO UPDATE
 		SET balance_cents = accounts.balance_cents + EXCLUDED.balance_cents, updated_at = now()
 		RETURNING customer_id, balance_cents, created_at, updated_at`, customerID, amountCents)
 	if err != nil {
-		return Account{}, fmt.Errorf("credit account %s: %w", customerID, err)
+		return Account{}, 0, fmt.Errorf("credit account %s: %w", customerID, err)
 	}
 	row, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[accountRow])
 	if err != nil {
-		return Account{}, fmt.Errorf("credit account %s: %w", customerID, err)
+		return Account{}, 0, fmt.Errorf("credit account %s: %w", customerID, err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO deposits (customer_id, amount_cents) VALUES ($1, $2)`, customerID, amountCents); err != nil {
-		return Account{}, fmt.Errorf("record deposit for %s: %w", customerID, err)
+	var id int64
+	err = tx.QueryRow(ctx, `INSERT INTO deposits (customer_id, amount_cents, balance_after_cents) VALUES ($1, $2, $3) RETURNING id`,
+		customerID, amountCents, row.BalanceCents).Scan(&id)
+	if err != nil {
+		return Account{}, 0, fmt.Errorf("record deposit for %s: %w", customerID, err)
 	}
-	return Account{CustomerID: row.CustomerID, BalanceCents: row.BalanceCents}, nil
+	return Account{CustomerID: row.CustomerID, BalanceCents: row.BalanceCents}, id, nil
+}
+
+// claimDepositKey records key, for a deposit request of hash, before the
+// deposit is made. If the key is taken it returns false, the owner's hash
+// and the account as the owner's deposit left it; a concurrent claim of the
+// same key waits here until the other transaction ends.
+func claimDepositKey(ctx context.Context, tx pgx.Tx, key, hash string) (claimed bool, ownerHash string, owner Account, err error) {
+	tag, err := tx.Exec(ctx,
+		`INSERT INTO deposit_idempotency_keys (key, request_hash) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, key, hash)
+	if err != nil {
+		return false, "", Account{}, fmt.Errorf("claim idempotency key: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, hash, Account{}, nil
+	}
+	// Read committed: this statement sees the row that made the insert do
+	// nothing, committed by the other transaction with its deposit.
+	var customerID *string
+	var balance *int64
+	err = tx.QueryRow(ctx, `
+		SELECT k.request_hash, d.customer_id, d.balance_after_cents
+		FROM deposit_idempotency_keys k LEFT JOIN deposits d ON d.id = k.deposit_id
+		WHERE k.key = $1`, key).Scan(&ownerHash, &customerID, &balance)
+	if err != nil {
+		return false, "", Account{}, fmt.Errorf("read idempotency key: %w", err)
+	}
+	if customerID == nil || balance == nil {
+		return false, "", Account{}, fmt.Errorf("idempotency key %q has no deposit", key)
+	}
+	return false, ownerHash, Account{CustomerID: *customerID, BalanceCents: *balance}, nil
+}
+
+// setDepositKey ties key, claimed in tx, to the deposit it was made with.
+func setDepositKey(ctx context.Context, tx pgx.Tx, key string, depositID int64) error {
+	if _, err := tx.Exec(ctx, `UPDATE deposit_idempotency_keys SET deposit_id = $2 WHERE key = $1`, key, depositID); err != nil {
+		return fmt.Errorf("record idempotency key: %w", err)
+	}
+	return nil
 }
 
 // getAccount returns a customer's account, or ErrNotFound.
