@@ -8,6 +8,10 @@
 //	                     a running system, with its own fixtures; then every
 //	                     invariant checked from outside, latency percentiles
 //	                     per outcome and CPU per order (see load.go)
+//	sagashopctl dlq      the consumers' dead letters (<group>.dlq topics):
+//	                     list them (filters: group, type, reason, order id,
+//	                     time), show one, replay them to their original
+//	                     topics (see dlq.go and pkg/deadletter)
 //	sagashopctl seed     the demo data (make run and compose's seed service):
 //	                     products mug, tshirt and poster; customers alice
 //	                     (100.00) and bob (5.00), deposited only when the
@@ -41,7 +45,7 @@ func main() {
 	}
 }
 
-const usage = "usage: sagashopctl health [-url URL] | seed [-inventory URL] [-payment URL] [-timeout D] | load [-rate N] [-duration D] ... (load -h)"
+const usage = "usage: sagashopctl health [-url URL] | seed [-inventory URL] [-payment URL] [-timeout D] | load [-rate N] [-duration D] ... (load -h) | dlq list|show|replay ... (dlq -h)"
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -75,6 +79,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		return seed(ctx, *inventory, *payment, stdout)
+	case "dlq":
+		return dlq(ctx, args[1:], getenv, stdout)
 	case "load":
 		cfg, err := parseLoadFlags(args[1:])
 		if err != nil {
