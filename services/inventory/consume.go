@@ -15,6 +15,7 @@ func (s *service) handlers() map[string]consumer.Handler {
 	return map[string]consumer.Handler{
 		events.TypePaymentProcessed: s.onPaymentProcessed,
 		events.TypeOrderShipped:     s.onOrderShipped,
+		events.TypeOrderCancelled:   s.onOrderCancelled,
 	}
 }
 
@@ -37,4 +38,15 @@ func (s *service) onOrderShipped(ctx context.Context, tx pgx.Tx, e events.Envelo
 		return err
 	}
 	return s.releaseReservation(ctx, tx, shipped)
+}
+
+// onOrderCancelled releases the cancelled order's reservation
+// (compensation), or records a tombstone so that a late PaymentProcessed
+// reserves nothing.
+func (s *service) onOrderCancelled(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+	c, _, err := consumer.DecodeOrder[events.OrderCancelled](e)
+	if err != nil {
+		return err
+	}
+	return s.cancelReservation(ctx, tx, c)
 }

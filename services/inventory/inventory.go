@@ -28,6 +28,9 @@ var (
 	ErrAlreadyShipped = errors.New("reservation already shipped")
 	// ErrNotReserved: the reservation was rejected, so nothing is held.
 	ErrNotReserved = errors.New("nothing reserved")
+	// ErrCancelled: the order was cancelled; its units went back to
+	// available (RELEASED), or none were ever held (a tombstone, CANCELLED).
+	ErrCancelled = errors.New("order cancelled")
 )
 
 // Product is one catalog entry and its stock.
@@ -117,14 +120,18 @@ func (d Demand) SKUs() []string {
 }
 
 // ReservationStatus is where an order's reservation stands: RESERVED
-// (every item held) moves to SHIPPED when the order leaves the warehouse;
-// REJECTED (nothing held) and SHIPPED are terminal.
+// (every item held) moves to SHIPPED when the order leaves the warehouse,
+// or to RELEASED when it is cancelled first; REJECTED (nothing held) and
+// CANCELLED (a tombstone: the order was cancelled before it was paid for
+// here) are created so. All but RESERVED are terminal.
 type ReservationStatus string
 
 const (
-	StatusReserved ReservationStatus = "RESERVED"
-	StatusRejected ReservationStatus = "REJECTED"
-	StatusShipped  ReservationStatus = "SHIPPED"
+	StatusReserved  ReservationStatus = "RESERVED"
+	StatusRejected  ReservationStatus = "REJECTED"
+	StatusShipped   ReservationStatus = "SHIPPED"
+	StatusReleased  ReservationStatus = "RELEASED"
+	StatusCancelled ReservationStatus = "CANCELLED"
 )
 
 // Reservation is the outcome of reserving one order's items. The items are
@@ -167,8 +174,9 @@ func Reserve(orderID string, d Demand, stock map[string]Product) Reservation {
 }
 
 // Ship returns r shipped: its reserved units have left the warehouse. It
-// fails with ErrAlreadyShipped when r was shipped before and ErrNotReserved
-// when r was rejected: in both cases nothing is held to release.
+// fails with ErrAlreadyShipped when r was shipped before, ErrNotReserved
+// when r was rejected and ErrCancelled when its order was cancelled: in
+// every case nothing is held to let go.
 func (r Reservation) Ship() (Reservation, error) {
 	switch r.Status {
 	case StatusReserved:
@@ -176,7 +184,28 @@ func (r Reservation) Ship() (Reservation, error) {
 		return r, nil
 	case StatusShipped:
 		return r, ErrAlreadyShipped
+	case StatusReleased, StatusCancelled:
+		return r, fmt.Errorf("ship reservation in status %s: %w", r.Status, ErrCancelled)
 	default:
 		return r, fmt.Errorf("ship reservation in status %s: %w", r.Status, ErrNotReserved)
+	}
+}
+
+// Release returns r released: its order was cancelled, and the units it
+// held go back to available. It fails with ErrCancelled when r was released
+// before or is a tombstone, ErrAlreadyShipped when the units left the
+// warehouse and ErrNotReserved when r was rejected: in every case there is
+// nothing to give back.
+func (r Reservation) Release() (Reservation, error) {
+	switch r.Status {
+	case StatusReserved:
+		r.Status = StatusReleased
+		return r, nil
+	case StatusShipped:
+		return r, ErrAlreadyShipped
+	case StatusReleased, StatusCancelled:
+		return r, fmt.Errorf("release reservation in status %s: %w", r.Status, ErrCancelled)
+	default:
+		return r, fmt.Errorf("release reservation in status %s: %w", r.Status, ErrNotReserved)
 	}
 }

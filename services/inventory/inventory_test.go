@@ -121,10 +121,38 @@ func TestShip(t *testing.T) {
 		{"reserved ships", StatusReserved, StatusShipped, nil},
 		{"shipped twice", StatusShipped, StatusShipped, ErrAlreadyShipped},
 		{"rejected holds nothing", StatusRejected, StatusRejected, ErrNotReserved},
+		{"released after a cancellation", StatusReleased, StatusReleased, ErrCancelled},
+		{"tombstone of a cancellation", StatusCancelled, StatusCancelled, ErrCancelled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := Reservation{OrderID: "o1", Status: tt.status}.Ship()
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("error %v, want %v", err, tt.wantErr)
+			}
+			if got.Status != tt.want {
+				t.Fatalf("status %s, want %s", got.Status, tt.want)
+			}
+		})
+	}
+}
+
+func TestRelease(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  ReservationStatus
+		want    ReservationStatus
+		wantErr error
+	}{
+		{"reserved is released", StatusReserved, StatusReleased, nil},
+		{"released twice", StatusReleased, StatusReleased, ErrCancelled},
+		{"tombstone holds nothing", StatusCancelled, StatusCancelled, ErrCancelled},
+		{"shipped units are gone", StatusShipped, StatusShipped, ErrAlreadyShipped},
+		{"rejected holds nothing", StatusRejected, StatusRejected, ErrNotReserved},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Reservation{OrderID: "o1", Status: tt.status}.Release()
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
 				t.Fatalf("error %v, want %v", err, tt.wantErr)
 			}

@@ -6,16 +6,24 @@
 //   - PaymentProcessed (payments.events): reserve every item of the order or
 //     none, emitting InventoryReserved or InventoryUnavailable;
 //   - OrderShipped (shipping.events): releaseReservation, the reserved units
-//     left the warehouse.
+//     left the warehouse;
+//   - OrderCancelled (orders.events, any reason): cancelReservation, the
+//     compensation of a reservation: one not yet shipped is released (its
+//     units back from reserved to available, the reservation RELEASED);
+//     with none, a tombstone (a CANCELLED reservation of nothing) is
+//     recorded, so that a late PaymentProcessed reserves nothing. It emits
+//     nothing.
 //
 // It emits on inventory.events, through its outbox: ProductUpdated (keyed
 // by SKU) whenever a product is created or replaced, and InventoryReserved
 // and InventoryUnavailable (keyed by order id).
 //
 // Guarantees: each event is applied at most once per event id (inbox) and
-// handlers are idempotent by state (one reservation per order), so a
-// business fact delivered twice under two ids has one effect; stock is
-// never oversold, however many reservations run at once.
+// handlers are idempotent by state (one reservation or tombstone per
+// order), so a business fact delivered twice under two ids has one effect;
+// stock is never oversold, however many reservations run at once; and
+// PaymentProcessed and OrderCancelled, which travel on different topics,
+// leave the stock as it was in either order of arrival, or racing.
 //
 // HTTP: PUT /products/{sku}, GET /products/{sku}.
 package main

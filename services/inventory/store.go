@@ -129,6 +129,21 @@ func releaseStock(ctx context.Context, tx pgx.Tx, sku string, qty int) error {
 	return nil
 }
 
+// returnStock gives qty units of sku held for a cancelled order back:
+// reserved goes down, available up.
+func returnStock(ctx context.Context, tx pgx.Tx, sku string, qty int) error {
+	tag, err := tx.Exec(ctx, `
+		UPDATE products SET available = available + $1, reserved = reserved - $1, updated_at = now()
+		WHERE sku = $2 AND reserved >= $1`, qty, sku)
+	if err != nil {
+		return fmt.Errorf("return %d of %s: %w", qty, sku, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("return %d of %s: not that many reserved", qty, sku)
+	}
+	return nil
+}
+
 // getReservation returns the reservation of an order, or ErrNotFound.
 // orderID must be a UUID.
 func getReservation(ctx context.Context, q database.Querier, orderID string) (Reservation, error) {
@@ -161,6 +176,20 @@ func insertReservation(ctx context.Context, tx pgx.Tx, r Reservation, items []ev
 		return fmt.Errorf("insert reservation %s: %w", r.OrderID, err)
 	}
 	return nil
+}
+
+// insertTombstone stores the tombstone of an order cancelled before it was
+// reserved (a CANCELLED reservation of nothing) unless the order has a
+// reservation already; inserted reports which. A reservation of the same
+// order being inserted meanwhile is waited for.
+func insertTombstone(ctx context.Context, tx pgx.Tx, orderID string) (inserted bool, err error) {
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO reservations (order_id, status) VALUES ($1, $2)
+		ON CONFLICT (order_id) DO NOTHING`, orderID, string(StatusCancelled))
+	if err != nil {
+		return false, fmt.Errorf("insert tombstone of %s: %w", orderID, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // setReservationStatus moves a reservation from one status to another; it
