@@ -117,6 +117,7 @@ func TestRefund(t *testing.T) {
 		{"charged is refunded", StatusCharged, StatusRefunded, nil},
 		{"refunded twice", StatusRefunded, StatusRefunded, ErrAlreadyRefunded},
 		{"failed has nothing to refund", StatusFailed, StatusFailed, ErrNotCharged},
+		{"tombstone has nothing to refund", StatusCancelled, StatusCancelled, ErrNotCharged},
 		{"unknown status", Status("BOGUS"), Status("BOGUS"), ErrNotCharged},
 	}
 	for _, tt := range tests {
