@@ -13,6 +13,8 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"log/slog"
+	"net"
+	"time"
 
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,6 +32,16 @@ func Open(ctx context.Context, url string, maxConns int32, tp trace.TracerProvid
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
 	cfg.MaxConns = maxConns
+	// A peer that stops answering (a host gone, a network dropping
+	// everything) is found by keepalives in about 11 s rather than Go's
+	// default 2 minutes; the outbox relay's lease bounds its own connection
+	// tighter still (pkg/outbox).
+	cfg.ConnConfig.DialFunc = (&net.Dialer{KeepAliveConfig: net.KeepAliveConfig{
+		Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3,
+	}}).DialContext
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(tp), otelpgx.WithTrimSQLInSpanName())
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

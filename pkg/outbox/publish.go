@@ -64,7 +64,11 @@ func (r *Relay) publish(ctx context.Context, batch []row) outcome {
 	errs := make([]error, len(batch))
 	reasons := make([]string, len(batch))
 	var again bool
-	res := r.write(ctx, msgs)
+	// Every write of the round, retries of single rows included, ends by
+	// one deadline: the relay's connection sits idle meanwhile (see
+	// leaseIdle).
+	deadline := time.Now().Add(kafkaBudget)
+	res := r.write(ctx, deadline, msgs)
 	var tooLarge kafka.MessageTooLargeError
 	switch {
 	case res.err == nil:
@@ -81,11 +85,11 @@ func (r *Relay) publish(ctx context.Context, batch []row) outcome {
 			}
 		}
 	case res.each != nil:
-		r.isolate(ctx, batch, msgs, res.each, errs, reasons)
+		r.isolate(ctx, deadline, batch, msgs, res.each, errs, reasons)
 	case errors.Is(res.err, kafka.UnknownTopicOrPartition):
 		// The writer found a topic missing before sending anything: try
 		// each topic's rows apart, so a deleted topic holds up only its own.
-		r.byTopic(ctx, batch, msgs, errs, reasons)
+		r.byTopic(ctx, deadline, batch, msgs, errs, reasons)
 	default:
 		for i := range errs {
 			errs[i] = res.err
@@ -152,7 +156,7 @@ func permanent(err error) string {
 // refused again, it is dead; taken, it is published. A key with a row that
 // failed for now sends none of its later rows this round, which keeps its
 // order.
-func (r *Relay) isolate(ctx context.Context, batch []row, msgs []kafka.Message, each kafka.WriteErrors, errs []error, reasons []string) {
+func (r *Relay) isolate(ctx context.Context, deadline time.Time, batch []row, msgs []kafka.Message, each kafka.WriteErrors, errs []error, reasons []string) {
 	held := map[string]bool{}
 	for i, err := range each {
 		errs[i] = err
@@ -164,7 +168,7 @@ func (r *Relay) isolate(ctx context.Context, batch []row, msgs []kafka.Message, 
 			held[key] = true
 			continue
 		}
-		alone := r.write(ctx, msgs[i:i+1]).of(0)
+		alone := r.write(ctx, deadline, msgs[i:i+1]).of(0)
 		errs[i] = alone
 		reasons[i] = r.deadReason(batch[i].topic, alone)
 		if alone != nil && reasons[i] == "" {
@@ -174,7 +178,7 @@ func (r *Relay) isolate(ctx context.Context, batch []row, msgs []kafka.Message, 
 }
 
 // byTopic sends the rows of each topic of batch in a call of their own.
-func (r *Relay) byTopic(ctx context.Context, batch []row, msgs []kafka.Message, errs []error, reasons []string) {
+func (r *Relay) byTopic(ctx context.Context, deadline time.Time, batch []row, msgs []kafka.Message, errs []error, reasons []string) {
 	var topics []string
 	idx := map[string][]int{}
 	for i, rw := range batch {
@@ -188,7 +192,7 @@ func (r *Relay) byTopic(ctx context.Context, batch []row, msgs []kafka.Message, 
 		for j, i := range idx[t] {
 			part[j] = msgs[i]
 		}
-		res := r.write(ctx, part)
+		res := r.write(ctx, deadline, part)
 		for j, i := range idx[t] {
 			errs[i] = res.of(j)
 			if res.each == nil {
@@ -279,14 +283,16 @@ func (s producerSpan) end(err error) {
 	s.span.End()
 }
 
-// write sends msgs in one WriteMessages call and times it. Kafka-level
-// retries are the publisher's; the relay retries a failed batch as a whole.
-func (r *Relay) write(ctx context.Context, msgs []kafka.Message) writeResult {
+// write sends msgs in one WriteMessages call, to end by deadline, and times
+// it. Kafka-level retries are the publisher's; the relay retries what failed.
+func (r *Relay) write(ctx context.Context, deadline time.Time, msgs []kafka.Message) writeResult {
 	// A relay being stopped lets the batch in flight finish, for a while:
 	// cut short, the batch may reach Kafka anyway and is published again by
-	// the next leader.
+	// the next leader. The round's deadline holds either way.
 	wctx, cancel := withGrace(ctx, shutdownGrace)
 	defer cancel()
+	wctx, cancelDeadline := context.WithDeadline(wctx, deadline)
+	defer cancelDeadline()
 	start := time.Now()
 	err := r.pub.WriteMessages(wctx, msgs...)
 	r.m.publishDuration.Observe(time.Since(start).Seconds())

@@ -74,6 +74,32 @@ const (
 	// batch of duplicates.
 	deleteTimeout = 5 * time.Second
 
+	// The leader's lease. The leader lock is a session lock, released when
+	// its connection ends; a connection that goes silent (a host that
+	// vanished, a network that drops everything) would otherwise hold it
+	// until TCP gives up, which with default keepalives takes two hours. So
+	// the relay's connection is one PostgreSQL ends when it has been idle
+	// for leaseIdle, and a relay runs a query on it at least every
+	// leaseHeartbeat (a round, or a lock attempt when standing by), each
+	// answered within leaseQueryTimeout or the relay steps down. A silent
+	// leader is then replaced within leaseIdle plus a standby's poll: its
+	// session ends leaseIdle after its last query, freeing the lock. Between
+	// two of its queries a leader spends at most kafkaBudget on Kafka, so
+	// leaseIdle leaves a healthy leader twice that: a slow moment of a busy
+	// machine does not cost the lease, and a query slower than
+	// leaseQueryTimeout costs only a handover (the relay closes its
+	// connection, releasing the lock at once, and tries again).
+	leaseIdle         = 8 * time.Second
+	leaseHeartbeat    = time.Second
+	leaseQueryTimeout = 3 * time.Second
+	kafkaBudget       = 4 * time.Second
+
+	// sessionSQL sets up the relay's connection: the lease's idle limit,
+	// and TCP keepalives and a user timeout so that the server also drops a
+	// peer that stopped acknowledging within seconds.
+	sessionSQL = `SET idle_session_timeout = '8s'; SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;
+SET tcp_keepalives_count = 3; SET tcp_user_timeout = 8000`
+
 	leaderLockSQL = `SELECT pg_try_advisory_lock(hashtextextended('outbox_' || current_schema(), 0))`
 	selectSQL     = `SELECT id, topic, envelope FROM outbox ORDER BY id LIMIT $1`
 	deleteSQL     = `DELETE FROM outbox WHERE id = ANY($1)`
@@ -155,8 +181,13 @@ func (r *Relay) lead(ctx context.Context) (bool, error) {
 		_ = conn.Close(cctx)
 	}()
 
+	qctx, cancel := leaseContext(ctx)
+	defer cancel()
+	if _, err := conn.Exec(qctx, sessionSQL); err != nil {
+		return false, fmt.Errorf("set up relay connection: %w", err)
+	}
 	var schema string
-	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+	if err := conn.QueryRow(qctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return false, fmt.Errorf("read current schema: %w", err)
 	}
 	if err := r.waitForLeaderLock(ctx, conn, schema); err != nil {
@@ -168,12 +199,15 @@ func (r *Relay) lead(ctx context.Context) (bool, error) {
 }
 
 // waitForLeaderLock tries the leader lock of schema on conn every poll
-// interval until it holds it.
+// interval (at most leaseHeartbeat) until it holds it.
 func (r *Relay) waitForLeaderLock(ctx context.Context, conn *pgx.Conn, schema string) error {
 	standby := false
 	for {
 		var leader bool
-		if err := conn.QueryRow(ctx, leaderLockSQL).Scan(&leader); err != nil {
+		qctx, cancel := leaseContext(ctx)
+		err := conn.QueryRow(qctx, leaderLockSQL).Scan(&leader)
+		cancel()
+		if err != nil {
 			return fmt.Errorf("try outbox leader lock of %s: %w", schema, err)
 		}
 		if leader {
@@ -183,10 +217,16 @@ func (r *Relay) waitForLeaderLock(ctx context.Context, conn *pgx.Conn, schema st
 			r.log.InfoContext(ctx, "outbox relay standing by", "schema", schema)
 			standby = true
 		}
-		if !sleep(ctx, r.pollInterval) {
+		if !sleep(ctx, min(r.pollInterval, leaseHeartbeat)) {
 			return ctx.Err()
 		}
 	}
+}
+
+// leaseContext bounds a query on the relay's connection: a connection that
+// does not answer within leaseQueryTimeout has lost the lease.
+func leaseContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, leaseQueryTimeout)
 }
 
 // publishLoop runs rounds on conn, which holds the leader lock, so a broken
@@ -194,7 +234,10 @@ func (r *Relay) waitForLeaderLock(ctx context.Context, conn *pgx.Conn, schema st
 // A batch Kafka refused is retried with a growing delay; a full batch is
 // followed by the next one at once; otherwise the loop waits for a commit.
 func (r *Relay) publishLoop(ctx context.Context, conn *pgx.Conn, channel string) error {
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+	lctx, cancel := leaseContext(ctx)
+	_, err := conn.Exec(lctx, "LISTEN "+pgx.Identifier{channel}.Sanitize())
+	cancel()
+	if err != nil {
 		return fmt.Errorf("listen on %s: %w", channel, err)
 	}
 	var b backoff
@@ -232,9 +275,10 @@ func (r *Relay) publishLoop(ctx context.Context, conn *pgx.Conn, channel string)
 }
 
 // waitForCommit waits for a notification on conn or, in case one was missed,
-// for the poll interval. It fails only when the connection does.
+// for the poll interval, at most leaseHeartbeat: the round that follows is
+// the lease's heartbeat. It fails only when the connection does.
 func (r *Relay) waitForCommit(ctx context.Context, conn *pgx.Conn, channel string) error {
-	wctx, cancel := context.WithTimeout(ctx, r.pollInterval)
+	wctx, cancel := context.WithTimeout(ctx, min(r.pollInterval, leaseHeartbeat))
 	defer cancel()
 	_, err := conn.WaitForNotification(wctx)
 	if err != nil && wctx.Err() == nil {
@@ -301,6 +345,8 @@ func (r *Relay) round(ctx context.Context, conn *pgx.Conn, lastStats *time.Time)
 // readBatch returns up to batchSize pending rows in id order, which is commit
 // order per key (see Write).
 func (r *Relay) readBatch(ctx context.Context, conn *pgx.Conn) ([]row, error) {
+	ctx, cancel := leaseContext(ctx)
+	defer cancel()
 	rows, err := conn.Query(ctx, selectSQL, r.batchSize)
 	if err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
@@ -342,6 +388,8 @@ func (r *Relay) refreshStats(ctx context.Context, conn *pgx.Conn, last *time.Tim
 	}
 	var pending int64
 	var age float64
+	ctx, cancel := leaseContext(ctx)
+	defer cancel()
 	if err := conn.QueryRow(ctx, statsSQL).Scan(&pending, &age); err != nil {
 		// The next query on conn reports a broken connection; a stale
 		// gauge is all this costs.
