@@ -48,8 +48,91 @@ type Config struct {
 	DatabaseURL string // DATABASE_URL
 	DBMaxConns  int32  // DB_MAX_CONNS
 	Brokers     []string
+	Topics      TopicConfig
 	Trace       telemetry.TraceConfig
 	LogLevel    slog.Level // LOG_LEVEL: debug, info, warn, error
+}
+
+// TopicConfig is how a service creates the topics it needs (when they do not
+// exist yet). The defaults fit the single local broker; a cluster sets a
+// replication factor of 3 and min.insync.replicas 2, so that a write
+// acknowledged by all in-sync replicas survives the loss of a broker.
+type TopicConfig struct {
+	ReplicationFactor int           // KAFKA_TOPIC_REPLICATION_FACTOR, default 1
+	MinInsyncReplicas int           // KAFKA_MIN_INSYNC_REPLICAS, 0 = the broker's default
+	Retention         time.Duration // KAFKA_TOPIC_RETENTION (Go duration) of event topics, 0 = the broker's default
+	// DeadLetterRetention is the retention of the service's dead-letter
+	// topic (KAFKA_DLQ_RETENTION, Go duration or "infinite"; default 30
+	// days, 720h): long, since a dead letter waits for a person. Negative
+	// means forever.
+	DeadLetterRetention time.Duration
+}
+
+// defaultDLQRetention is KAFKA_DLQ_RETENTION's default: a month gives an
+// operator time to notice (the dead-letter metrics alert) and replay.
+const defaultDLQRetention = 30 * 24 * time.Hour
+
+// EventTopic is the spec of an event topic.
+func (c TopicConfig) EventTopic(name string) broker.TopicSpec {
+	return c.spec(name, c.Retention)
+}
+
+// DeadLetterTopic is the spec of a dead-letter topic: DeadLetterRetention.
+func (c TopicConfig) DeadLetterTopic(name string) broker.TopicSpec {
+	return c.spec(name, c.DeadLetterRetention)
+}
+
+func (c TopicConfig) spec(name string, retention time.Duration) broker.TopicSpec {
+	s := broker.TopicSpec{Name: name, Partitions: events.Partitions, ReplicationFactor: c.ReplicationFactor, Config: map[string]string{}}
+	switch {
+	case retention < 0:
+		s.Config["retention.ms"] = "-1"
+	case retention > 0:
+		s.Config["retention.ms"] = strconv.FormatInt(retention.Milliseconds(), 10)
+	}
+	if c.MinInsyncReplicas > 0 {
+		s.Config["min.insync.replicas"] = strconv.Itoa(c.MinInsyncReplicas)
+	}
+	return s
+}
+
+func parseTopicConfig(getenv func(string) string) (TopicConfig, []error) {
+	var problems []error
+	c := TopicConfig{ReplicationFactor: 1, DeadLetterRetention: defaultDLQRetention}
+	if v := getenv("KAFKA_TOPIC_REPLICATION_FACTOR"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 32767 {
+			problems = append(problems, fmt.Errorf("KAFKA_TOPIC_REPLICATION_FACTOR %q: want an integer >= 1", v))
+		}
+		c.ReplicationFactor = n
+	}
+	if v := getenv("KAFKA_MIN_INSYNC_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 1:
+			problems = append(problems, fmt.Errorf("KAFKA_MIN_INSYNC_REPLICAS %q: want an integer >= 1", v))
+		case n > c.ReplicationFactor:
+			problems = append(problems, fmt.Errorf("KAFKA_MIN_INSYNC_REPLICAS %d: above the replication factor %d, every write would fail", n, c.ReplicationFactor))
+		}
+		c.MinInsyncReplicas = n
+	}
+	if v := getenv("KAFKA_TOPIC_RETENTION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Millisecond {
+			problems = append(problems, fmt.Errorf("KAFKA_TOPIC_RETENTION %q: want a positive Go duration (168h)", v))
+		}
+		c.Retention = d
+	}
+	if v := getenv("KAFKA_DLQ_RETENTION"); v == "infinite" {
+		c.DeadLetterRetention = -1
+	} else if v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Millisecond {
+			problems = append(problems, fmt.Errorf("KAFKA_DLQ_RETENTION %q: want a positive Go duration (720h) or infinite", v))
+		}
+		c.DeadLetterRetention = d
+	}
+	return c, problems
 }
 
 // ParseConfig reads the shared variables through getenv. Defaults fit the
@@ -82,6 +165,9 @@ func ParseConfig(getenv func(string) string, service, defaultHTTPAddr string) (C
 	if len(c.Brokers) == 0 {
 		problems = append(problems, errors.New("KAFKA_BROKERS: empty"))
 	}
+	var topicProblems []error
+	c.Topics, topicProblems = parseTopicConfig(getenv)
+	problems = append(problems, topicProblems...)
 	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
 		problems = append(problems, fmt.Errorf("LOG_LEVEL: %w", err))
 	}
@@ -101,12 +187,26 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", RedactURL(c.DatabaseURL)),
 		slog.Int("db_max_conns", int(c.DBMaxConns)),
 		slog.String("kafka_brokers", strings.Join(c.Brokers, ",")),
+		slog.Int("kafka_topic_replication_factor", c.Topics.ReplicationFactor),
+		slog.Int("kafka_min_insync_replicas", c.Topics.MinInsyncReplicas),
+		slog.String("kafka_topic_retention", retention(c.Topics.Retention)),
+		slog.String("kafka_dlq_retention", retention(c.Topics.DeadLetterRetention)),
 		slog.String("otel_endpoint", c.Trace.Endpoint),
 		slog.Bool("otel_disabled", c.Trace.Disabled),
 		slog.String("otel_traces_sampler", c.Trace.Sampler),
 		slog.Float64("otel_traces_sampler_arg", c.Trace.SamplerArg),
 		slog.String("log_level", c.LogLevel.String()),
 	)
+}
+
+func retention(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "infinite"
+	case d == 0:
+		return "broker default"
+	}
+	return d.String()
 }
 
 // RedactURL returns u with any password replaced by "xxxxx".
@@ -161,8 +261,7 @@ func Start(ctx context.Context, cfg Config, stdout io.Writer, embedded fs.FS) (*
 		p.Close()
 		return nil, err
 	}
-	topics := append(events.Topics(), events.DeadLetterTopic(cfg.Service))
-	if err := broker.EnsureTopics(ctx, cfg.Brokers, events.Partitions, topics...); err != nil {
+	if err := ensureTopics(ctx, cfg, logger); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -175,6 +274,36 @@ func Start(ctx context.Context, cfg Config, stdout io.Writer, embedded fs.FS) (*
 	}
 	p.Writer = broker.NewWriter(cfg.Brokers)
 	return p, nil
+}
+
+// ensureTopics creates the topics the service needs, every event topic and
+// its own dead-letter topic, as cfg.Topics says, and warns about each way
+// the topics that existed already differ from that: it does not change them
+// (see broker.CheckTopics).
+func ensureTopics(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	var specs []broker.TopicSpec
+	for _, t := range events.Topics() {
+		specs = append(specs, cfg.Topics.EventTopic(t))
+	}
+	specs = append(specs, cfg.Topics.DeadLetterTopic(events.DeadLetterTopic(cfg.Service)))
+	existing, err := broker.CreateTopics(ctx, cfg.Brokers, specs...)
+	if err != nil {
+		return err
+	}
+	var old []broker.TopicSpec
+	for _, s := range specs {
+		if slices.Contains(existing, s.Name) {
+			old = append(old, s)
+		}
+	}
+	diffs, err := broker.CheckTopics(ctx, cfg.Brokers, old...)
+	if err != nil {
+		logger.WarnContext(ctx, "existing topics not checked against the configuration", telemetry.Err(err))
+	}
+	for _, d := range diffs {
+		logger.WarnContext(ctx, "existing topic differs from the configuration; left as it is", "difference", d)
+	}
+	return nil
 }
 
 // Migrate applies the tables every service shares (the outbox, the
