@@ -12,6 +12,9 @@
 //	                     list them (filters: group, type, reason, order id,
 //	                     time), show one, replay them to their original
 //	                     topics (see dlq.go and pkg/deadletter)
+//	sagashopctl outbox   a service's outbox dead letters (events Kafka
+//	                     refused for good): list them, requeue them (see
+//	                     outbox.go and pkg/outbox)
 //	sagashopctl seed     the demo data (make run and compose's seed service):
 //	                     products mug, tshirt and poster; customers alice
 //	                     (100.00) and bob (5.00), deposited only when the
@@ -45,7 +48,7 @@ func main() {
 	}
 }
 
-const usage = "usage: sagashopctl health [-url URL] | seed [-inventory URL] [-payment URL] [-timeout D] | load [-rate N] [-duration D] ... (load -h) | dlq list|show|replay ... (dlq -h)"
+const usage = "usage: sagashopctl health [-url URL] | seed [-inventory URL] [-payment URL] [-timeout D] | load [-rate N] [-duration D] ... (load -h) | dlq list|show|replay ... (dlq -h) | outbox list|requeue -service NAME ..."
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -81,6 +84,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return seed(ctx, *inventory, *payment, stdout)
 	case "dlq":
 		return dlq(ctx, args[1:], getenv, stdout)
+	case "outbox":
+		return outboxCmd(ctx, args[1:], stdout)
 	case "load":
 		cfg, err := parseLoadFlags(args[1:])
 		if err != nil {
