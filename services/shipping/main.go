@@ -1,14 +1,25 @@
 // Command shipping is Sagashop's shipping service. It owns shipments: one per
 // order, with a tracking number, created when the order's stock is reserved.
+// Shipping is the saga's pivot, the one step that cannot be undone, so it
+// also decides, and records, that an order will never ship.
 //
-// It consumes inventory.events in consumer group "shipping" and ships the
-// order of every InventoryReserved, emitting OrderShipped on shipping.events
-// in the same transaction as the shipment (transactional outbox).
+// It consumes, in consumer group "shipping":
+//   - InventoryReserved (inventory.events): ship the order, emitting
+//     OrderShipped in the same transaction as the shipment (transactional
+//     outbox); an order recorded as never to ship ships nothing;
+//   - OrderExpired (orders.events): the pivot's answer to an order past its
+//     deadline. A shipped order stays shipped (its OrderShipped is out);
+//     any other is recorded as never to ship (a tombstone) and
+//     ShipmentCancelled{reason timed_out} is emitted on shipping.events;
+//   - OrderCancelled (orders.events, any reason): record a tombstone if there
+//     is nothing yet, so that a late InventoryReserved ships nothing.
 //
 // Guarantees: events arrive at least once and are applied once per event id
 // (the consumer's inbox); shipping is also idempotent by state, so an order
 // ships exactly once however many times, and under however many event ids,
-// its reservation arrives.
+// its reservation arrives. A shipment and a tombstone share the order's
+// primary key, so for an order whose expiry races its reservation exactly
+// one of OrderShipped and ShipmentCancelled is ever emitted.
 //
 // HTTP: GET /shipments/{order_id}.
 package main

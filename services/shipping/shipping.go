@@ -8,9 +8,16 @@ import (
 	"time"
 )
 
-// StatusShipped is the only status a shipment has: a shipment is created when
-// its order leaves the warehouse, and nothing happens to it afterwards.
-const StatusShipped = "SHIPPED"
+// The statuses of a shipment. Both are final: nothing happens to a
+// shipment after it is created.
+const (
+	// StatusShipped: the order left the warehouse, with a tracking number.
+	StatusShipped = "SHIPPED"
+	// StatusCancelled is a tombstone: the order will never ship (it passed
+	// its deadline first, or was cancelled). It has no tracking number, and
+	// the shipping API does not show it.
+	StatusCancelled = "CANCELLED"
+)
 
 // ErrNotFound: no shipment for the order (it has not shipped, or never will).
 var ErrNotFound = errors.New("shipment not found")
