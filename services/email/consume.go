@@ -55,4 +55,5 @@ func (s *service) onOrderCancelled(ctx context.Context, tx pgx.Tx, e events.Enve
 var explanations = map[string]string{
 	events.ReasonPaymentFailed: "We could not take the payment for it; nothing was charged.",
 	events.ReasonOutOfStock:    "An item in it was out of stock; your payment has been refunded.",
+	events.ReasonTimedOut:      "It could not be completed in time; any payment for it has been refunded, and nothing will ship.",
 }
