@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -101,4 +103,21 @@ func Ping(ctx context.Context, brokers []string) error {
 func newClient(brokers []string, timeout time.Duration) (*kafka.Client, func()) {
 	tr := &kafka.Transport{DialTimeout: timeout}
 	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: timeout, Transport: tr}, tr.CloseIdleConnections
+}
+
+// Unreachable reports whether err is one of not reaching Kafka, or of a
+// broker not ready yet: what waiting may cure. Kafka's answers that say no
+// for good (an invalid replication factor, an authorization refused) are
+// not.
+func Unreachable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var kerr kafka.Error
+	if errors.As(err, &kerr) {
+		return kerr.Temporary() || kerr == kafka.BrokerNotAvailable
+	}
+	var nerr net.Error
+	return errors.As(err, &nerr) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED)
 }

@@ -16,10 +16,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -236,11 +239,25 @@ type Platform struct {
 	Writer         *kafka.Writer
 
 	shutdownTracing func(context.Context) error
+	// The HTTP server, listening from the start: while Start waits for the
+	// database and Kafka it answers /livez and, with 503, /readyz; Run puts
+	// the service's router in its place.
+	srv     *http.Server
+	serving chan error // Serve's end
+	handler atomic.Pointer[http.Handler]
+	waiting atomic.Pointer[string] // what Start waits for
 }
 
 // Start sets up everything the service's use cases need and applies its
 // migrations, the migrations/ folder of embedded (see database.Migrate).
-// Call Close when done.
+// It listens on HTTP_ADDR first, then waits as long as it takes for the
+// database and then Kafka to answer, logging each attempt at WARN with what
+// it waits for, meanwhile answering /livez with 200 and /readyz with 503: an
+// orchestrator sees a process alive and not ready, rather than one that
+// crash-loops until its dependencies are up. It fails on what waiting does
+// not fix (a migration that fails, a topic Kafka refuses to create), and
+// with an error wrapping ctx's when ctx ends while it waits (SIGTERM), after
+// closing what it opened. Call Close when done.
 func Start(ctx context.Context, cfg Config, stdout io.Writer, embedded fs.FS) (*Platform, error) {
 	logger := telemetry.NewLogger(stdout, cfg.Service, cfg.LogLevel)
 	logger.Info("starting", "config", cfg)
@@ -252,16 +269,30 @@ func Start(ctx context.Context, cfg Config, stdout io.Writer, embedded fs.FS) (*
 		return nil, err
 	}
 	p := &Platform{Config: cfg, Logger: logger, TracerProvider: tp, shutdownTracing: shutdownTracing}
-	p.Pool, err = database.Open(ctx, cfg.DatabaseURL, cfg.DBMaxConns, tp)
+	if err := p.listen(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.await("database")
+	err = waitFor(ctx, logger, "database", database.Unavailable, func() error {
+		pool, err := database.Open(ctx, cfg.DatabaseURL, cfg.DBMaxConns, tp)
+		if err != nil {
+			return err
+		}
+		if err := Migrate(ctx, pool, embedded, logger); err != nil {
+			pool.Close()
+			return err
+		}
+		p.Pool = pool
+		return nil
+	})
 	if err != nil {
 		p.Close()
 		return nil, err
 	}
-	if err := Migrate(ctx, p.Pool, embedded, logger); err != nil {
-		p.Close()
-		return nil, err
-	}
-	if err := ensureTopics(ctx, cfg, logger); err != nil {
+	p.await("kafka")
+	err = waitFor(ctx, logger, "kafka", broker.Unreachable, func() error { return ensureTopics(ctx, cfg, logger) })
+	if err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -274,6 +305,107 @@ func Start(ctx context.Context, cfg Config, stdout io.Writer, embedded fs.FS) (*
 	}
 	p.Writer = broker.NewWriter(cfg.Brokers)
 	return p, nil
+}
+
+// Waiting for a dependency: the first retry after startBackoff, doubling to
+// maxStartBackoff, so a dependency that comes back is seen within seconds and
+// one that stays away costs a log line every few seconds.
+const (
+	startBackoff    = 500 * time.Millisecond
+	maxStartBackoff = 5 * time.Second
+)
+
+// waitFor runs try until it succeeds, retrying while transient says its
+// error is one that waiting may cure, each time logging at WARN that it waits
+// for what. It returns try's first other error, or ctx's when ctx ends.
+func waitFor(ctx context.Context, logger *slog.Logger, what string, transient func(error) bool, try func() error) error {
+	d := startBackoff
+	for {
+		err := try()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped while waiting for %s: %w", what, ctx.Err())
+		}
+		if !transient(err) {
+			return err
+		}
+		logger.WarnContext(ctx, "waiting for "+what, "waiting_for", what, telemetry.Err(err), "retry_in", d)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("stopped while waiting for %s: %w", what, ctx.Err())
+		case <-t.C:
+		}
+		d = min(2*d, maxStartBackoff)
+	}
+}
+
+// listen starts the HTTP server on HTTP_ADDR with the handler of a service
+// still starting, so a port in use fails at once and probes get an answer
+// from the first moment.
+func (p *Platform) listen() error {
+	ln, err := net.Listen("tcp", p.Config.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http server %s: %w", p.Config.HTTPAddr, err)
+	}
+	starting := http.Handler(http.HandlerFunc(p.serveStarting))
+	p.handler.Store(&starting)
+	p.srv = web.NewServer(p.Config.HTTPAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*p.handler.Load()).ServeHTTP(w, r)
+	}))
+	p.serving = make(chan error, 1)
+	p.Logger.Info("http server listening", "addr", ln.Addr().String())
+	go func() {
+		err := p.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		p.serving <- err
+	}()
+	return nil
+}
+
+func (p *Platform) await(what string) { p.waiting.Store(&what) }
+
+// serveStarting answers while Start waits: alive, not ready, nothing else.
+func (p *Platform) serveStarting(w http.ResponseWriter, r *http.Request) {
+	what := "startup"
+	if s := p.waiting.Load(); s != nil {
+		what = *s
+	}
+	if r.URL.Path == "/livez" {
+		web.Encode(w, http.StatusOK, map[string]string{"status": "ok"})
+		return
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(web.RetryAfterSeconds))
+	if r.URL.Path == "/readyz" {
+		web.Encode(w, http.StatusServiceUnavailable, map[string]any{"status": "starting", "waiting_for": what})
+		return
+	}
+	web.WriteProblem(w, web.Problem{Status: http.StatusServiceUnavailable, Title: "service starting",
+		Detail: "the service is waiting for its " + what + "; retry shortly"})
+}
+
+// serve runs the HTTP server Start listens with until ctx ends, then shuts
+// it down, giving in-flight requests up to 10 s to finish.
+func (p *Platform) serve(ctx context.Context) error {
+	select {
+	case err := <-p.serving:
+		if err != nil {
+			return fmt.Errorf("http server %s: %w", p.Config.HTTPAddr, err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
 }
 
 // ensureTopics creates the topics the service needs, every event topic and
@@ -316,6 +448,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, embedded fs.FS, logger *sl
 
 // Close releases what Start acquired and flushes pending spans.
 func (p *Platform) Close() {
+	if p.srv != nil {
+		_ = p.srv.Close()
+	}
 	if p.Writer != nil {
 		if err := p.Writer.Close(); err != nil {
 			p.Logger.Warn("close kafka writer", telemetry.Err(err))
@@ -362,7 +497,8 @@ func (p *Platform) Run(ctx context.Context, parts Parts) error {
 	}
 	parts.Routes(router)
 	outbox.AdminRoutes(p.Pool)(router)
-	srv := web.NewServer(p.Config.HTTPAddr, web.Handler(router, routerCfg))
+	h := web.Handler(router, routerCfg)
+	p.handler.Store(&h)
 
 	relay := outbox.NewRelay(outbox.RelayConfig{
 		Pool:           p.Pool,
@@ -372,7 +508,7 @@ func (p *Platform) Run(ctx context.Context, parts Parts) error {
 		Registerer:     p.Registry,
 	})
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return web.Serve(ctx, srv, p.Logger) })
+	g.Go(func() error { return p.serve(ctx) })
 	g.Go(func() error { return relay.Run(ctx) })
 	if len(parts.Handlers) > 0 {
 		cons, err := consumer.New(consumer.Config{
