@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -14,44 +16,79 @@ import (
 
 func TestPutAndGetProduct(t *testing.T) {
 	ts := newTestService(t)
-
-	res := ts.Do(t, http.MethodPut, "/products/MUG-1", "application/json", `{"name": "Mug", "price_cents": 1299, "available": 50}`)
-	if res.Code != http.StatusCreated {
-		t.Fatalf("create: status %d, want 201", res.Code)
+	put := func(body string, header ...string) *httptest.ResponseRecorder {
+		t.Helper()
+		return servicetest.Request(t, ts.Handler, http.MethodPut, "/products/MUG-1", body, append([]string{"Content-Type", "application/json"}, header...)...)
 	}
-	want := productResponse{SKU: "MUG-1", Name: "Mug", PriceCents: 1299, Available: 50, Reserved: 0}
-	if got := servicetest.DecodeJSON[productResponse](t, res); got != want {
-		t.Fatalf("create: %+v, want %+v", got, want)
+	requireProduct := func(step string, res *httptest.ResponseRecorder, status int, want productResponse) {
+		t.Helper()
+		if res.Code != status {
+			t.Fatalf("%s: status %d, want %d; %s", step, res.Code, status, res.Body)
+		}
+		if got := servicetest.DecodeJSON[productResponse](t, res); got != want {
+			t.Fatalf("%s: %+v, want %+v", step, got, want)
+		}
+		if got, wantTag := res.Header().Get("ETag"), fmt.Sprintf(`"%d"`, want.Version); got != wantTag {
+			t.Fatalf("%s: ETag %s, want %s", step, got, wantTag)
+		}
 	}
 
-	// Reserve some, then replace: reserved is left alone.
+	requireProduct("create", put(`{"name": "Mug", "price_cents": 1299, "available": 50}`), http.StatusCreated,
+		productResponse{SKU: "MUG-1", Name: "Mug", PriceCents: 1299, Available: 50, Reserved: 0, Version: 1})
+
+	// A reservation changes the product, and so its version.
 	orderID := uuid.Must(uuid.NewV7()).String()
 	if err := ts.Apply(t, paymentProcessed(t, orderID, events.Item{SKU: "MUG-1", Quantity: 3, UnitPriceCents: 1299})); err != nil {
 		t.Fatal(err)
 	}
-	res = ts.Do(t, http.MethodPut, "/products/MUG-1", "application/json", `{"name": "Big mug", "price_cents": 1499, "available": 10}`)
-	if res.Code != http.StatusOK {
-		t.Fatalf("replace: status %d, want 200", res.Code)
+	requireProduct("get after a reservation", ts.Do(t, http.MethodGet, "/products/MUG-1", "", ""), http.StatusOK,
+		productResponse{SKU: "MUG-1", Name: "Mug", PriceCents: 1299, Available: 47, Reserved: 3, Version: 2})
+
+	// Setting the stock of an existing product without saying which
+	// version it was computed from would overwrite the reservation.
+	p := servicetest.RequireProblem(t, put(`{"name": "Big mug", "price_cents": 1499, "available": 10}`), http.StatusPreconditionRequired)
+	if p.Title != "If-Match required" {
+		t.Fatalf("problem %+v", p)
 	}
-	want = productResponse{SKU: "MUG-1", Name: "Big mug", PriceCents: 1499, Available: 10, Reserved: 3}
-	if got := servicetest.DecodeJSON[productResponse](t, res); got != want {
-		t.Fatalf("replace: %+v, want %+v", got, want)
+	// Name and price alone: the stock stays as it is.
+	requireProduct("replace name and price", put(`{"name": "Big mug", "price_cents": 1499}`), http.StatusOK,
+		productResponse{SKU: "MUG-1", Name: "Big mug", PriceCents: 1499, Available: 47, Reserved: 3, Version: 3})
+	// The stock under If-Match: a stale version is refused...
+	for _, stale := range []string{`"2"`, `"1", "2"`, `W/"3"`, `3`, `"x"`} {
+		servicetest.RequireProblem(t, put(`{"name": "Big mug", "price_cents": 1499, "available": 10}`, "If-Match", stale), http.StatusPreconditionFailed)
+	}
+	// ...the current one is taken, reserved units left alone.
+	requireProduct("set the stock under If-Match", put(`{"name": "Big mug", "price_cents": 1499, "available": 10}`, "If-Match", `"1", "3"`), http.StatusOK,
+		productResponse{SKU: "MUG-1", Name: "Big mug", PriceCents: 1499, Available: 10, Reserved: 3, Version: 4})
+	// Repeating a PUT that leaves the stock as it is needs no If-Match
+	// (sagashopctl seed does it on every start).
+	requireProduct("same stock again", put(`{"name": "Big mug", "price_cents": 1499, "available": 10}`), http.StatusOK,
+		productResponse{SKU: "MUG-1", Name: "Big mug", PriceCents: 1499, Available: 10, Reserved: 3, Version: 5})
+	requireProduct("If-Match: *", put(`{"name": "Big mug", "price_cents": 1499, "available": 12}`, "If-Match", "*"), http.StatusOK,
+		productResponse{SKU: "MUG-1", Name: "Big mug", PriceCents: 1499, Available: 12, Reserved: 3, Version: 6})
+	requireProduct("get", ts.Do(t, http.MethodGet, "/products/MUG-1", "", ""), http.StatusOK,
+		productResponse{SKU: "MUG-1", Name: "Big mug", PriceCents: 1499, Available: 12, Reserved: 3, Version: 6})
+
+	// If-Match on a product that does not exist matches nothing; a new
+	// product needs its stock.
+	servicetest.RequireProblem(t, servicetest.Request(t, ts.Handler, http.MethodPut, "/products/NEW", `{"name": "New", "price_cents": 1, "available": 1}`,
+		"If-Match", "*"), http.StatusPreconditionFailed)
+	p = servicetest.RequireProblem(t, ts.Do(t, http.MethodPut, "/products/NEW", "application/json", `{"name": "New", "price_cents": 1}`), http.StatusUnprocessableEntity)
+	if p.Errors["available"] == "" {
+		t.Fatalf("problem %+v does not name available", p)
+	}
+	if n := servicetest.Count(t, ts.Pool, `SELECT count(*) FROM products WHERE sku = 'NEW'`); n != 0 {
+		t.Fatalf("refused PUTs created the product")
 	}
 
-	res = ts.Do(t, http.MethodGet, "/products/MUG-1", "", "")
-	if res.Code != http.StatusOK {
-		t.Fatalf("get: status %d", res.Code)
-	}
-	if got := servicetest.DecodeJSON[productResponse](t, res); got != want {
-		t.Fatalf("get: %+v, want %+v", got, want)
-	}
-
-	// Every PUT emitted ProductUpdated, keyed by SKU, with the new state.
+	// Every PUT that went through emitted ProductUpdated, keyed by SKU,
+	// with the new state; the refused ones nothing.
 	out := servicetest.OutboxEvents(t, ts.Pool, "MUG-1")
-	if len(out) != 2 {
-		t.Fatalf("%d events for MUG-1, want 2", len(out))
+	wantNames := []string{"Mug", "Big mug", "Big mug", "Big mug", "Big mug"}
+	if len(out) != len(wantNames) {
+		t.Fatalf("%d events for MUG-1, want %d", len(out), len(wantNames))
 	}
-	for i, wantName := range []string{"Mug", "Big mug"} {
+	for i, wantName := range wantNames {
 		if out[i].Topic != events.TopicInventory || out[i].Envelope.Type != events.TypeProductUpdated || out[i].Envelope.Subject != "MUG-1" {
 			t.Fatalf("event %d: %s on %s", i, out[i].Envelope.Type, out[i].Topic)
 		}
@@ -62,6 +99,9 @@ func TestPutAndGetProduct(t *testing.T) {
 		if got.SKU != "MUG-1" || got.Name != wantName {
 			t.Fatalf("event %d: %+v", i, got)
 		}
+	}
+	if n := len(servicetest.Outbox(t, ts.Pool)); n != len(wantNames)+1 { // and InventoryReserved
+		t.Fatalf("%d events in the outbox, want %d", n, len(wantNames)+1)
 	}
 }
 
@@ -85,9 +125,10 @@ func TestPutProductRejectsBadInput(t *testing.T) {
 		{"stock beyond int", "/products/MUG", "application/json", `{"name": "Mug", "price_cents": 1299, "available": 1e30}`, 400, []string{"available"}},
 		{"wrong content type", "/products/MUG", "application/xml", ok, 415, nil},
 		{"body too large", "/products/MUG", "application/json", `{"name": "` + strings.Repeat("m", web.MaxBodyBytes) + `", "price_cents": 1, "available": 1}`, 413, nil},
-		{"all fields missing", "/products/MUG", "application/json", `{}`, 422, []string{"name", "price_cents", "available"}},
+		{"all fields missing", "/products/MUG", "application/json", `{}`, 422, []string{"name", "price_cents"}},
+		{"new product without stock", "/products/MUG", "application/json", `{"name": "Mug", "price_cents": 1299}`, 422, []string{"available"}},
 		{"null name", "/products/MUG", "application/json", `{"name": null, "price_cents": 1299, "available": 50}`, 422, []string{"name"}},
-		{"missing stock, bad price", "/products/MUG", "application/json", `{"name": "Mug", "price_cents": -1}`, 422, []string{"price_cents", "available"}},
+		{"bad stock, bad price", "/products/MUG", "application/json", `{"name": "Mug", "price_cents": -1, "available": -1}`, 422, []string{"price_cents", "available"}},
 		{"empty name", "/products/MUG", "application/json", `{"name": "", "price_cents": 1299, "available": 50}`, 422, []string{"name"}},
 		{"name too long", "/products/MUG", "application/json", `{"name": "` + strings.Repeat("m", 201) + `", "price_cents": 1299, "available": 50}`, 422, []string{"name"}},
 		{"negative price", "/products/MUG", "application/json", `{"name": "Mug", "price_cents": -1299, "available": 50}`, 422, []string{"price_cents"}},

@@ -14,6 +14,7 @@ import (
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/outbox"
 	"github.com/sagashop/sagashop/pkg/telemetry"
+	"github.com/sagashop/sagashop/pkg/validation"
 )
 
 // service holds the inventory use cases. Each one is one transaction: the
@@ -54,29 +55,156 @@ func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Register
 	return &service{pool: pool, logger: logger, metrics: m}, nil
 }
 
-// putProduct creates or replaces a product (name, price and available
-// units; reserved units are untouched) and emits ProductUpdated in the same
-// transaction. created reports whether the product is new. It fails with
-// ErrInvalid for fields out of range.
-func (s *service) putProduct(ctx context.Context, p Product) (out Product, created bool, err error) {
-	if err := ValidateProduct(p.Name, p.PriceCents, p.Available); err != nil {
-		return Product{}, false, err
+// versionedProduct is a product with its version (migration 00030): 1 when
+// created, one more on every change of its row, reservations included. The
+// HTTP API shows it as the ETag "<version>".
+type versionedProduct struct {
+	Product
+	Version int64
+}
+
+// Errors of the product writes that say which version they read.
+var (
+	// ErrPreconditionFailed: If-Match names a version the product no
+	// longer has (it changed since the client read it), or there is no
+	// such product.
+	ErrPreconditionFailed = errors.New("the product changed since it was read")
+	// ErrPreconditionRequired: a PUT would set the available units of an
+	// existing product to another number without If-Match, which would
+	// overwrite whatever reservations and restocks happened since the
+	// client read it.
+	ErrPreconditionRequired = errors.New("changing the stock of a product needs If-Match")
+)
+
+// productChange is a PUT of a product: its SKU, name and price, and the
+// available units, which may be left out (nil) to keep an existing
+// product's stock. IfMatch, when set, says which versions the client read
+// (the request's If-Match).
+type productChange struct {
+	SKU, Name  string
+	PriceCents int64
+	Available  *int
+	IfMatch    func(version int64) bool
+}
+
+// saveProduct creates or replaces a product and emits ProductUpdated in the
+// same transaction; created reports whether the product is new. Name and
+// price are replaced at will. The available units of an existing product
+// change only under If-Match (or to the number it already has), since a
+// number computed from an earlier read would wipe out the reservations made
+// since; a restock adds units without reading (restock). It fails with
+// ErrInvalid for fields out of range or a new product without available,
+// ErrPreconditionFailed and ErrPreconditionRequired.
+func (s *service) saveProduct(ctx context.Context, c productChange) (out versionedProduct, created bool, err error) {
+	available := 0
+	if c.Available != nil {
+		available = *c.Available
 	}
+	if err := ValidateProduct(c.Name, c.PriceCents, available); err != nil {
+		return versionedProduct{}, false, err
+	}
+	p := Product{SKU: c.SKU, Name: c.Name, PriceCents: c.PriceCents, Available: available}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		out, created, err = putProduct(ctx, tx, p)
-		if err != nil {
-			return err
+		created = false
+		if c.IfMatch == nil && c.Available != nil {
+			if out, created, err = insertProduct(ctx, tx, p); err != nil {
+				return err
+			}
+		}
+		if !created {
+			cur, err := lockProduct(ctx, tx, c.SKU)
+			switch {
+			case errors.Is(err, ErrNotFound) && c.IfMatch != nil:
+				return ErrPreconditionFailed
+			case errors.Is(err, ErrNotFound):
+				return validation.Fields{"available": "is required for a new product"}.Err()
+			case err != nil:
+				return err
+			}
+			if err := checkPrecondition(cur, c); err != nil {
+				return err
+			}
+			if out, err = replaceProduct(ctx, tx, p, c.Available); err != nil {
+				return err
+			}
 		}
 		return outbox.Emit(ctx, tx, serviceName, events.Envelope{}, events.ProductUpdated{SKU: out.SKU, Name: out.Name, PriceCents: out.PriceCents})
 	})
 	if err != nil {
-		return Product{}, false, fmt.Errorf("put product %s: %w", p.SKU, err)
+		return versionedProduct{}, false, fmt.Errorf("put product %s: %w", c.SKU, err)
 	}
 	return out, created, nil
 }
 
+// checkPrecondition says whether c may replace cur: under If-Match, if cur
+// has a version c read; without, if c leaves the stock as it is.
+func checkPrecondition(cur versionedProduct, c productChange) error {
+	if c.IfMatch != nil {
+		if !c.IfMatch(cur.Version) {
+			return ErrPreconditionFailed
+		}
+		return nil
+	}
+	if c.Available != nil && *c.Available != cur.Available {
+		return ErrPreconditionRequired
+	}
+	return nil
+}
+
+// putProduct creates p, or replaces it if that leaves its stock as it is
+// (saveProduct without If-Match).
+func (s *service) putProduct(ctx context.Context, p Product) (out Product, created bool, err error) {
+	v, created, err := s.saveProduct(ctx, productChange{SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Available: &p.Available})
+	return v.Product, created, err
+}
+
+// restock adds qty units to the available stock of sku in one UPDATE, so
+// it loses none of the reservations or releases made meanwhile. With
+// ifMatch, only if the product still has a version the client read (a
+// retried restock then cannot add twice). It emits nothing: ProductUpdated
+// carries the catalog (name, price), not the stock. It fails with
+// ErrInvalid for a quantity out of range or one that would take available
+// past MaxAvailable, ErrNotFound and ErrPreconditionFailed.
+func (s *service) restock(ctx context.Context, sku string, qty int, ifMatch func(version int64) bool) (out versionedProduct, err error) {
+	if qty < 1 || qty > MaxAvailable {
+		return versionedProduct{}, validation.Fields{"quantity": fmt.Sprintf("must be from 1 to %d", MaxAvailable)}.Err()
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if ifMatch != nil {
+			cur, err := lockProduct(ctx, tx, sku)
+			if errors.Is(err, ErrNotFound) {
+				return ErrPreconditionFailed
+			}
+			if err != nil {
+				return err
+			}
+			if !ifMatch(cur.Version) {
+				return ErrPreconditionFailed
+			}
+		}
+		out, err = restockProduct(ctx, tx, sku, qty)
+		if !errors.Is(err, errTooMuchStock) {
+			return err
+		}
+		if _, err := lockProduct(ctx, tx, sku); err != nil {
+			return err // ErrNotFound
+		}
+		return validation.Fields{"quantity": fmt.Sprintf("would take available past %d", MaxAvailable)}.Err()
+	})
+	if err != nil {
+		return versionedProduct{}, fmt.Errorf("restock %s: %w", sku, err)
+	}
+	return out, nil
+}
+
 // product returns a product, or ErrNotFound.
 func (s *service) product(ctx context.Context, sku string) (Product, error) {
+	p, err := getProduct(ctx, s.pool, sku)
+	return p.Product, err
+}
+
+// productVersion returns a product with its version, or ErrNotFound.
+func (s *service) productVersion(ctx context.Context, sku string) (versionedProduct, error) {
 	return getProduct(ctx, s.pool, sku)
 }
 

@@ -18,12 +18,17 @@ type productRow struct {
 	PriceCents int64     `db:"price_cents"`
 	Available  int       `db:"available"`
 	Reserved   int       `db:"reserved"`
+	Version    int64     `db:"version"`
 	CreatedAt  time.Time `db:"created_at"`
 	UpdatedAt  time.Time `db:"updated_at"`
 }
 
 func (r productRow) product() Product {
 	return Product{SKU: r.SKU, Name: r.Name, PriceCents: r.PriceCents, Available: r.Available, Reserved: r.Reserved}
+}
+
+func (r productRow) versioned() versionedProduct {
+	return versionedProduct{Product: r.product(), Version: r.Version}
 }
 
 type reservationRow struct {
@@ -39,45 +44,79 @@ func (r reservationRow) reservation() Reservation {
 }
 
 const (
-	productColumns     = `sku, name, price_cents, available, reserved, created_at, updated_at`
+	productColumns     = `sku, name, price_cents, available, reserved, version, created_at, updated_at`
 	reservationColumns = `order_id::text AS order_id, status, items, created_at, updated_at`
 )
 
-// putProduct creates the product, or replaces its name, price and
-// available units (reserved units stay as they are). created reports which.
-// Two statements rather than one upsert so the outcome needs no trick: the
-// INSERT waits for a concurrent one on the same SKU and then does nothing.
-func putProduct(ctx context.Context, tx pgx.Tx, p Product) (out Product, created bool, err error) {
+// insertProduct creates the product unless its SKU is taken; created
+// reports which. It waits for a concurrent insert of the same SKU and then
+// does nothing.
+func insertProduct(ctx context.Context, tx pgx.Tx, p Product) (out versionedProduct, created bool, err error) {
 	row, err := database.QueryOne[productRow](ctx, tx, errProductExists, `
 		INSERT INTO products (sku, name, price_cents, available) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (sku) DO NOTHING
 		RETURNING `+productColumns, p.SKU, p.Name, p.PriceCents, p.Available)
-	if err == nil {
-		return row.product(), true, nil
+	if errors.Is(err, errProductExists) {
+		return versionedProduct{}, false, nil
 	}
-	if !errors.Is(err, errProductExists) {
-		return Product{}, false, fmt.Errorf("insert product %s: %w", p.SKU, err)
-	}
-	row, err = database.QueryOne[productRow](ctx, tx, ErrNotFound, `
-		UPDATE products SET name = $2, price_cents = $3, available = $4, updated_at = now()
-		WHERE sku = $1
-		RETURNING `+productColumns, p.SKU, p.Name, p.PriceCents, p.Available)
 	if err != nil {
-		return Product{}, false, fmt.Errorf("replace product %s: %w", p.SKU, err)
+		return versionedProduct{}, false, fmt.Errorf("insert product %s: %w", p.SKU, err)
 	}
-	return row.product(), false, nil
+	return row.versioned(), true, nil
 }
 
-// errProductExists: the INSERT of putProduct found the SKU taken.
+// errProductExists: the INSERT of insertProduct found the SKU taken.
 var errProductExists = errors.New("product exists")
 
+// lockProduct returns a product and locks its row until tx ends, or fails
+// with ErrNotFound.
+func lockProduct(ctx context.Context, tx pgx.Tx, sku string) (versionedProduct, error) {
+	row, err := database.QueryOne[productRow](ctx, tx, ErrNotFound, `SELECT `+productColumns+` FROM products WHERE sku = $1 FOR UPDATE`, sku)
+	if err != nil {
+		return versionedProduct{}, fmt.Errorf("lock product %s: %w", sku, err)
+	}
+	return row.versioned(), nil
+}
+
+// replaceProduct sets the name and price of product p.SKU and, unless
+// available is nil, its available units (reserved units stay as they
+// are).
+func replaceProduct(ctx context.Context, tx pgx.Tx, p Product, available *int) (versionedProduct, error) {
+	row, err := database.QueryOne[productRow](ctx, tx, ErrNotFound, `
+		UPDATE products SET name = $2, price_cents = $3, available = coalesce($4, available), updated_at = now()
+		WHERE sku = $1
+		RETURNING `+productColumns, p.SKU, p.Name, p.PriceCents, available)
+	if err != nil {
+		return versionedProduct{}, fmt.Errorf("replace product %s: %w", p.SKU, err)
+	}
+	return row.versioned(), nil
+}
+
+// restockProduct adds qty units to the available stock of sku, in one
+// UPDATE, so units reserved or released meanwhile are never overwritten. It
+// fails with ErrNotFound, or with errTooMuchStock when available would pass
+// MaxAvailable.
+func restockProduct(ctx context.Context, tx pgx.Tx, sku string, qty int) (versionedProduct, error) {
+	row, err := database.QueryOne[productRow](ctx, tx, errTooMuchStock, `
+		UPDATE products SET available = available + $2, updated_at = now()
+		WHERE sku = $1 AND available + $2 <= $3
+		RETURNING `+productColumns, sku, qty, MaxAvailable)
+	if err != nil {
+		return versionedProduct{}, fmt.Errorf("restock %d of %s: %w", qty, sku, err)
+	}
+	return row.versioned(), nil
+}
+
+// errTooMuchStock: restockProduct would take available past MaxAvailable.
+var errTooMuchStock = errors.New("too much stock")
+
 // getProduct returns a product, or ErrNotFound.
-func getProduct(ctx context.Context, q database.Querier, sku string) (Product, error) {
+func getProduct(ctx context.Context, q database.Querier, sku string) (versionedProduct, error) {
 	row, err := database.QueryOne[productRow](ctx, q, ErrNotFound, `SELECT `+productColumns+` FROM products WHERE sku = $1`, sku)
 	if err != nil {
-		return Product{}, fmt.Errorf("get product %s: %w", sku, err)
+		return versionedProduct{}, fmt.Errorf("get product %s: %w", sku, err)
 	}
-	return row.product(), nil
+	return row.versioned(), nil
 }
 
 // lockProducts returns the products among skus that exist, by SKU, and

@@ -197,15 +197,27 @@ var (
 	}
 )
 
-// seed puts the products (PUT is idempotent) and opens the customers'
-// accounts with a first deposit only when the account does not exist, so a
-// second run does not top them up. Each request is retried until ctx ends,
-// in case a service is not ready yet.
+// seed puts the products and opens the customers' accounts with a first
+// deposit only when the account does not exist, so a second run does not
+// top them up. A product that exists keeps its stock: the PUT with the
+// demo's stock is refused (428) once orders have changed it, and the
+// product's name and price are put alone. Either way each product gets one
+// PUT that goes through, so one ProductUpdated each (tools/run.sh waits for
+// them). Each request is retried until ctx ends, in case a service is not
+// ready yet.
 func seed(ctx context.Context, inventory, payment string, stdout io.Writer) error {
 	for _, p := range products {
+		url := inventory + "/products/" + p.sku
 		body := fmt.Sprintf(`{"name": %q, "price_cents": %d, "available": %d}`, p.name, p.price, p.available)
-		if _, err := call(ctx, http.MethodPut, inventory+"/products/"+p.sku, body, http.StatusOK, http.StatusCreated); err != nil {
+		status, err := call(ctx, http.MethodPut, url, body, http.StatusOK, http.StatusCreated, http.StatusPreconditionRequired)
+		if err != nil {
 			return err
+		}
+		if status == http.StatusPreconditionRequired {
+			body = fmt.Sprintf(`{"name": %q, "price_cents": %d}`, p.name, p.price)
+			if _, err := call(ctx, http.MethodPut, url, body, http.StatusOK); err != nil {
+				return err
+			}
 		}
 	}
 	for _, c := range customers {

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -58,11 +60,14 @@ func TestHealth(t *testing.T) {
 }
 
 // fakeServices stands in for inventory and payment at the process edge:
-// it records requests and knows which accounts exist.
+// it records requests and knows which accounts exist, and the stock of the
+// products put, which, as inventory does, a PUT without If-Match may not
+// change (428).
 type fakeServices struct {
 	mu       sync.Mutex
 	requests []string
 	accounts map[string]bool
+	stock    map[string]int
 	failures int // answer 503 this many times first
 }
 
@@ -78,7 +83,23 @@ func (f *fakeServices) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.requests = append(f.requests, r.Method+" "+r.URL.Path+" "+string(body))
 	switch {
 	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/products/"):
-		w.WriteHeader(http.StatusCreated)
+		var p struct{ Available *int }
+		_ = json.Unmarshal(body, &p)
+		sku := strings.TrimPrefix(r.URL.Path, "/products/")
+		stock, exists := f.stock[sku]
+		switch {
+		case !exists && p.Available != nil:
+			f.stock[sku] = *p.Available
+			w.WriteHeader(http.StatusCreated)
+		case !exists:
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		case p.Available != nil && *p.Available != stock && r.Header.Get("If-Match") == "":
+			w.WriteHeader(http.StatusPreconditionRequired)
+		default:
+			if p.Available != nil {
+				f.stock[sku] = *p.Available
+			}
+		}
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/accounts/"):
 		if !f.accounts[strings.TrimPrefix(r.URL.Path, "/accounts/")] {
 			w.WriteHeader(http.StatusNotFound)
@@ -92,7 +113,7 @@ func (f *fakeServices) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestSeedIsIdempotentAndWaitsForServices(t *testing.T) {
-	fake := &fakeServices{accounts: map[string]bool{"bob": true}, failures: 2}
+	fake := &fakeServices{accounts: map[string]bool{"bob": true}, stock: map[string]int{}, failures: 2}
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	var out bytes.Buffer
@@ -128,6 +149,20 @@ func TestSeedIsIdempotentAndWaitsForServices(t *testing.T) {
 		if strings.Contains(r, "/deposits") {
 			t.Fatalf("second seed deposited: %q", r)
 		}
+	}
+
+	// Orders took some mugs: a third run keeps the stock as it is, and
+	// still puts every product (one ProductUpdated each).
+	fake.stock["mug"] = 48
+	fake.requests = nil
+	if err := run(context.Background(), args, func(string) string { return "" }, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if fake.stock["mug"] != 48 || fake.stock["tshirt"] != 20 || fake.stock["poster"] != 3 {
+		t.Fatalf("stock after a seed of a used catalog: %v", fake.stock)
+	}
+	if want := `PUT /products/mug {"name": "Mug", "price_cents": 1299}`; !slices.Contains(fake.requests, want) {
+		t.Fatalf("requests %q lack %q", fake.requests, want)
 	}
 }
 
