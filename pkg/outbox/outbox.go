@@ -17,6 +17,11 @@
 // refuses an event too large to ever be published (ErrTooLarge), so that
 // one never gets this far.
 //
+// One relay leads per schema, holding a session advisory lock on a
+// connection PostgreSQL ends after 8 s without a query (a lease the leader
+// renews every second): a leader whose host vanished is replaced within
+// about 9 s, not when TCP gives up (see leaseIdle in relay.go).
+//
 // The table lives in the service's own schema (unqualified names, chosen by
 // search_path), so one database can hold several services. Write notifies the
 // channel 'outbox_' || current_schema(), so schema names must stay within

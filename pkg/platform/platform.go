@@ -5,7 +5,11 @@
 // relay, the idempotent consumer and the HTTP server, runs them together and
 // stops them together: on SIGINT/SIGTERM the HTTP server drains, the consumer
 // finishes or abandons (and so later retries) the message in hand, the relay
-// stops between batches, and pending spans are flushed.
+// stops between batches, and pending spans are flushed. The HTTP server
+// listens before anything else: a service started while its database or
+// Kafka is down waits for them, alive and not ready (see Start). Every
+// service also gets the operator's endpoints of its outbox dead letters
+// (/admin/outbox, pkg/outbox).
 package platform
 
 import (
