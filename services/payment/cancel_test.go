@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
 	"sync"
 	"testing"
 
@@ -255,5 +256,21 @@ func TestOrderCancelledRejectsPoisonEvents(t *testing.T) {
 				t.Fatalf("%d payments stored", n)
 			}
 		})
+	}
+}
+
+// TestGetPaymentOfATombstone: the payment API shows an order cancelled
+// before it was charged as a CANCELLED payment of nothing.
+func TestGetPaymentOfATombstone(t *testing.T) {
+	ts := newTestService(t)
+	orderID := newOrderID()
+	ts.mustApply(t, orderCancelled(t, orderID, "cust", events.ReasonTimedOut))
+	res := ts.Do(t, http.MethodGet, "/payments/"+orderID, "", "")
+	if res.Code != http.StatusOK {
+		t.Fatalf("status %d, want 200", res.Code)
+	}
+	want := paymentResponse{OrderID: orderID, Status: StatusCancelled, AmountCents: 0}
+	if got := servicetest.DecodeJSON[paymentResponse](t, res); got != want {
+		t.Fatalf("payment %+v, want %+v", got, want)
 	}
 }

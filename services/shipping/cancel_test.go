@@ -249,3 +249,26 @@ func TestOrderExpiredMalformedIsPermanent(t *testing.T) {
 		t.Fatalf("outbox has %d events, want none", len(out))
 	}
 }
+
+// An expiry whose transaction does not commit records nothing and counts
+// nothing; its committed retry does both, once.
+func TestRolledBackExpiryIsNotCounted(t *testing.T) {
+	ts := newTestService(t)
+	orderID := uuid.Must(uuid.NewV7()).String()
+	e := servicetest.Event(t, "order", expired(orderID))
+	h := servicetest.Handler(t, ts.handlers(), e.Type)
+	if err := servicetest.Deliver(t, ts.pool, servicetest.RollBack(h), e); !errors.Is(err, servicetest.ErrRolledBack) {
+		t.Fatalf("err = %v, want the rollback", err)
+	}
+	if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM shipments`); n != 0 {
+		t.Fatalf("%d rows in shipments after a rolled-back attempt, want none", n)
+	}
+	if v := servicetest.Metric(t, ts.Registry, "shipments_cancelled_total"); v != 0 {
+		t.Fatalf("shipments_cancelled_total = %v after a rolled-back attempt, want 0", v)
+	}
+	mustApply(t, ts, e)
+	if v := servicetest.Metric(t, ts.Registry, "shipments_cancelled_total", "reason", events.ReasonTimedOut); v != 1 {
+		t.Fatalf("shipments_cancelled_total{timed_out} = %v after the committed retry, want 1", v)
+	}
+	servicetest.RequireOneEvent(t, ts.pool, orderID, events.TopicShipping, events.TypeShipmentCancelled, serviceName, e)
+}
