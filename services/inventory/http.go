@@ -180,8 +180,8 @@ func (s *service) handleRestock(w http.ResponseWriter, r *http.Request) {
 	writeProduct(w, http.StatusOK, p)
 }
 
-// handleGetProduct: GET /products/{sku} → 200 with the product, 404 if
-// there is none (or the SKU is not a valid id).
+// handleGetProduct: GET /products/{sku} → 200 with the product and its
+// ETag, 404 if there is none (or the SKU is not a valid id).
 func (s *service) handleGetProduct(w http.ResponseWriter, r *http.Request) {
 	sku, err := web.PathID(r, "sku")
 	if err != nil {

@@ -10,12 +10,14 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/servicetest"
+	"github.com/sagashop/sagashop/pkg/testenv"
 )
 
-// restock posts a restock of sku with body, and header pairs.
+// restockHTTP posts a restock of sku with body, and header pairs.
 func (ts *testService) restockHTTP(t *testing.T, sku, body string, header ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	return servicetest.Request(t, ts.Handler, http.MethodPost, "/products/"+sku+"/restock", body,
@@ -185,6 +187,32 @@ func TestRestockDuringReservationsLosesNothing(t *testing.T) {
 		// each reservation and each release.
 		if want := int64(1 + restocks + rereads + orders + orders/2); p.Version != want {
 			t.Errorf("%s: version %d, want %d", sku, p.Version, want)
+		}
+	}
+}
+
+func TestProductWritesWhileTheDatabaseIsDown(t *testing.T) {
+	env := servicetest.New(t, serviceName, migrationFiles)
+	// The service's pool points at a port where nothing listens.
+	down, err := pgxpool.New(t.Context(), fmt.Sprintf("postgres://inventory@127.0.0.1:%d/sagashop?connect_timeout=2", testenv.FreePort(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	svc, err := newService(down, env.Logger, env.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := env.Service(svc.routes, svc.handlers())
+	for _, req := range []struct{ method, path, body string }{
+		{http.MethodPut, "/products/MUG", `{"name": "Mug", "price_cents": 1299, "available": 5}`},
+		{http.MethodPost, "/products/MUG/restock", `{"quantity": 5}`},
+		{http.MethodGet, "/products/MUG", ""},
+	} {
+		res := ts.Do(t, req.method, req.path, "application/json", req.body)
+		servicetest.RequireProblem(t, res, http.StatusServiceUnavailable)
+		if res.Header().Get("Retry-After") == "" {
+			t.Fatalf("%s %s: no Retry-After", req.method, req.path)
 		}
 	}
 }
