@@ -41,13 +41,19 @@ func List(ctx context.Context, brokers []string, f Filter) ([]Letter, error) {
 	}
 	var out []Letter
 	for _, t := range topics {
-		if err := readTopic(ctx, c, t, func(m kafka.Message) {
+		var found []Letter
+		err := readTopic(ctx, c, t, func(m kafka.Message) {
 			if l := Decode(m); f.Match(l) {
-				out = append(out, l)
+				found = append(found, l)
 			}
-		}); err != nil {
+		})
+		if f.Group == "" && errors.Is(err, kafka.UnknownTopicOrPartition) {
+			continue // deleted since the broker listed it
+		}
+		if err != nil {
 			return nil, err
 		}
+		out = append(out, found...)
 	}
 	slices.SortStableFunc(out, func(a, b Letter) int {
 		if c := a.FailedAt.Compare(b.FailedAt); c != 0 {
