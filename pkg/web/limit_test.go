@@ -108,6 +108,9 @@ func TestLargeBodyRefusedBeforeUpload(t *testing.T) {
 				if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" {
 					t.Fatalf("content type %q", ct)
 				}
+				if !res.Close {
+					t.Fatalf("attempt %d: the 413 keeps the connection open, with a body still to come on it", i)
+				}
 				if sent := body.sent.Load(); sent > tt.maxSent {
 					t.Fatalf("attempt %d: the client uploaded %d bytes, want at most %d", i, sent, tt.maxSent)
 				}
