@@ -107,7 +107,7 @@ cat <<EOF
 [run] Sagashop is running (Ctrl-C stops it); the services listen on $WHERE:
       order      $(url order)   (POST /orders, GET /orders/{id})
       payment    $(url payment)   (POST /accounts/{id}/deposits, GET /accounts/{id}, GET /payments/{order_id})
-      inventory  $(url inventory)   (PUT|GET /products/{sku})
+      inventory  $(url inventory)   (PUT|GET /products/{sku}, POST /products/{sku}/restock)
       shipping   $(url shipping)   (GET /shipments/{order_id})
       email      $(url email)   (GET /emails?order_id=)
       every service: /livez /readyz /metrics
