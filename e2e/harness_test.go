@@ -37,6 +37,7 @@ type stack struct {
 	mu      *sync.Mutex
 	client  *http.Client
 	logsDir string
+	env     map[string][]string // extra NAME=value settings by service (startStackEnv)
 }
 
 type proc struct {
@@ -51,7 +52,16 @@ type proc struct {
 // t ends.
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	s := &stack{t: t, bin: t.TempDir(), procs: map[string]*proc{}, mu: &sync.Mutex{}, client: &http.Client{Timeout: 10 * time.Second}, logsDir: t.TempDir()}
+	return startStackEnv(t, nil)
+}
+
+// startStackEnv is startStack with settings of this stack's own: env maps a
+// service to NAME=value environment entries it gets on top of the harness's
+// (on every start, restarts included), for example the order service's
+// SAGA_DEADLINE.
+func startStackEnv(t *testing.T, env map[string][]string) *stack {
+	t.Helper()
+	s := &stack{t: t, bin: t.TempDir(), procs: map[string]*proc{}, mu: &sync.Mutex{}, client: &http.Client{Timeout: 10 * time.Second}, logsDir: t.TempDir(), env: env}
 	root := testenv.RepoRoot(t)
 
 	start := time.Now()
@@ -147,6 +157,7 @@ func (s *stack) start(name string, port int) {
 		"OTEL_SERVICE_NAME="+name,
 		"LOG_LEVEL=debug",
 	)
+	cmd.Env = append(cmd.Env, s.env[name]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
