@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -77,10 +78,14 @@ func (r *Relay) publish(ctx context.Context, batch []row) outcome {
 		// ever sends; nothing was sent. That message is dead, the others go
 		// in the next round.
 		id := events.Header(tooLarge.Message, events.HeaderID)
-		for i, rw := range batch {
-			if rw.env.ID == id {
+		found := slices.IndexFunc(batch, func(rw row) bool { return rw.env.ID == id })
+		for i := range batch {
+			switch {
+			case found < 0:
+				errs[i] = res.err // not ours to tell apart: retried, with backoff
+			case i == found:
 				errs[i], reasons[i] = res.err, reasonTooLarge
-			} else {
+			default:
 				errs[i], again = errNotSent, true
 			}
 		}
