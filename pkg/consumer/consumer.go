@@ -12,8 +12,29 @@
 //     redelivered event finds it and is skipped.
 //   - Per-partition order is preserved: messages are applied in fetch order
 //     (a batch of them in one transaction, see Config.BatchSize), and a
-//     failing message is retried in place, alone, never passed by a later
-//     one, until it succeeds or is dead-lettered.
+//     failing message is retried, alone, never passed by a later one of its
+//     partition, until it succeeds or is dead-lettered.
+//   - A failure stalls only its own partition: a message whose failure will
+//     be retried (a transient error, an unclassified one below MaxAttempts,
+//     a newer schema version) parks its partition. A goroutine of the
+//     partition's own (its lane) retries the message, then applies the
+//     partition's messages fetched meanwhile, in order, and commits their
+//     offsets; once it has caught up, the partition is unparked and flows
+//     through the main loop again. The other partitions keep flowing
+//     meanwhile. A lane holds at most Config.ParkedMessages messages; when
+//     it is full the whole consumer waits (back-pressure), so memory stays
+//     bounded. A rebalance may move a parked partition to another member
+//     while its lane still works: both may then apply the same messages,
+//     which the inbox (one database per group) makes harmless.
+//   - An event of a schema version newer than this build knows (a producer
+//     already upgraded, in a rolling deploy) is retried, on its partition's
+//     lane, for Config.UnknownVersionWait, and only then dead-lettered with
+//     reason unknown_version.
+//   - Lost messages are never silent: when the group's offset has fallen
+//     out of the topic's retention and the reader jumps to the first offset
+//     still there, the jump is logged at ERROR and counted
+//     (consumer_offsets_skipped_total), and consumer_lag counts from the
+//     committed offset, not from the log start.
 //   - Poison messages are dead-lettered: a message that cannot be decoded, or
 //     whose handler fails permanently or too often, goes to
 //     events.DeadLetterTopic(group) with headers saying why, and the group
@@ -97,6 +118,19 @@ type Config struct {
 	// grow with the load without adding latency when it is light.
 	BatchWait time.Duration
 
+	// UnknownVersionWait is how long a message whose schema version is
+	// newer than this build knows (events.ErrNewerVersion) is retried,
+	// counted from its first failure, before it is dead-lettered with reason
+	// unknown_version: long enough for a rolling deploy to upgrade this
+	// consumer. Default 15 minutes; the message's partition waits meanwhile,
+	// the others do not.
+	UnknownVersionWait time.Duration
+	// ParkedMessages is the most messages a parked partition's lane holds
+	// (the failing one's successors, fetched while it is retried); when a
+	// lane is full, the consumer stops fetching until it has room. Default
+	// 10,000.
+	ParkedMessages int
+
 	// InboxRetention is how long processed event ids are kept to recognise
 	// redeliveries; default 7 days, far beyond any redelivery (a redelivery
 	// comes from an uncommitted offset or a relay republishing, within
@@ -112,6 +146,8 @@ const (
 	defaultRetention   = 7 * 24 * time.Hour
 	defaultBatchSize   = 100
 	defaultBatchWait   = 200 * time.Microsecond
+	defaultNewerWait   = 15 * time.Minute
+	defaultParked      = 10_000
 	pruneInterval      = time.Hour
 
 	// commitTimeout bounds queueing an offset, which waits while the group
@@ -170,6 +206,18 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	if cfg.BatchSize < 0 || cfg.BatchWait < 0 {
 		problems = append(problems, errors.New("negative batch size or wait"))
+	}
+	if cfg.UnknownVersionWait < 0 {
+		problems = append(problems, errors.New("negative unknown version wait"))
+	}
+	if cfg.ParkedMessages < 0 {
+		problems = append(problems, errors.New("negative parked messages"))
+	}
+	if cfg.UnknownVersionWait == 0 {
+		cfg.UnknownVersionWait = defaultNewerWait
+	}
+	if cfg.ParkedMessages == 0 {
+		cfg.ParkedMessages = defaultParked
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = defaultBatchSize
@@ -312,8 +360,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	go func() { defer close(pruneDone); c.pruneLoop(lagCtx) }()
 	defer func() { stopLag(); <-pruneDone }()
 
+	// The offset watch's client: a transport of its own, like reportLag's.
+	tr := &kafka.Transport{DialTimeout: 5 * time.Second}
+	defer tr.CloseIdleConnections()
+	watch := c.newOffsetWatch(&kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Timeout: offsetCheckTimeout, Transport: tr})
+
 	r := kafka.NewReader(readerConfig(c.cfg, c.topics, c.log))
-	c.log.Info("consumer started", "topics", c.topics, "dead_letter_topic", c.dlqTopic)
+	lanes := c.newLanes(dlq, r)
+	c.log.Info("consumer started", "topics", c.topics, "dead_letter_topic", c.dlqTopic,
+		"unknown_version_wait", c.cfg.UnknownVersionWait, "parked_messages", c.cfg.ParkedMessages)
 	fetchFailures := 0
 	batch := make([]kafka.Message, 0, c.cfg.BatchSize)
 	for {
@@ -332,17 +387,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		fetchFailures = 0
+		watch.observe(msg)
 		batch = append(batch[:0], msg)
-		batch = c.collect(ctx, r, batch)
+		batch = c.collect(ctx, r, watch, batch)
+		watch.verify(ctx)
 		c.metrics.batchSize.WithLabelValues(c.cfg.Group).Observe(float64(len(batch)))
-		if err := c.handle(ctx, dlq, batch); err != nil {
+		if err := c.handle(ctx, lanes, batch); err != nil {
 			// Only cancellation ends handling unfinished: the messages stay
 			// uncommitted and are redelivered to whoever owns their
 			// partitions.
 			break
 		}
-		c.commit(ctx, r, batch)
 	}
+	// The lanes stop with ctx; their messages stay uncommitted too.
+	lanes.wait()
 	if err := r.Close(); err != nil {
 		c.log.Warn("close reader", telemetry.Err(err))
 	}
@@ -365,7 +423,7 @@ func (c *Consumer) ensureDeadLetterTopic(ctx context.Context) {
 // collect appends to batch the messages the reader has already fetched, up
 // to BatchSize, waiting at most BatchWait for each. A fetch that times out
 // loses nothing: the message stays queued in the reader for the next call.
-func (c *Consumer) collect(ctx context.Context, r *kafka.Reader, batch []kafka.Message) []kafka.Message {
+func (c *Consumer) collect(ctx context.Context, r *kafka.Reader, watch *offsetWatch, batch []kafka.Message) []kafka.Message {
 	for len(batch) < c.cfg.BatchSize {
 		fctx, cancel := context.WithTimeout(ctx, c.cfg.BatchWait)
 		msg, err := r.FetchMessage(fctx)
@@ -378,16 +436,70 @@ func (c *Consumer) collect(ctx context.Context, r *kafka.Reader, batch []kafka.M
 			}
 			break
 		}
+		watch.observe(msg)
 		batch = append(batch, msg)
 	}
 	return batch
+}
+
+// handle brings msgs, in fetch order, to outcomes that allow committing
+// their offsets, and queues those offsets for commit. The messages of a
+// parked partition go to its lane; a message that fails in a way that will
+// be retried parks its partition (see handling). It returns an error only
+// when ctx is done first; then nothing more is committed. A stopped lane's
+// partition stays parked until Run returns, so no later message of it is
+// committed past the lane's uncommitted ones.
+func (c *Consumer) handle(ctx context.Context, lanes *lanes, msgs []kafka.Message) error {
+	entries := c.prepare(ctx, msgs)
+	mine := make([]*entry, 0, len(entries))
+	h := &handling{c: c, dlq: lanes.dlq, lanes: lanes, parked: map[partition]struct{}{}}
+	defer func() {
+		// What did not reach an outcome (ctx ended) ends its span here;
+		// the parked partitions' entries are their lanes'.
+		for _, e := range mine {
+			if e.it != nil && !h.isParked(partitionOf(e.msg)) {
+				c.finish(e.it)
+			}
+		}
+	}()
+	for i, e := range entries {
+		queued, dropped, err := lanes.enqueue(ctx, e)
+		if err != nil {
+			mine = append(mine, entries[i:]...)
+			return err
+		}
+		switch {
+		case dropped:
+			// Its lane stopped with ctx: it stays uncommitted.
+			if e.it != nil {
+				c.finish(e.it)
+			}
+		case !queued:
+			mine = append(mine, e)
+		}
+	}
+	h.entries = mine
+	if err := h.work(ctx); err != nil {
+		return err
+	}
+	done := make([]kafka.Message, 0, len(mine))
+	for _, e := range mine {
+		if !h.isParked(partitionOf(e.msg)) {
+			done = append(done, e.msg)
+		}
+	}
+	c.commit(ctx, lanes.commits, done)
+	return nil
 }
 
 // commit queues the offsets of msgs for the reader's next commit (see
 // CommitInterval). A failure is logged and passed over: the effects are
 // committed, so the worst outcome is a redelivery that the inbox skips, and
 // the next messages' commit covers these.
-func (c *Consumer) commit(ctx context.Context, r *kafka.Reader, msgs []kafka.Message) {
+func (c *Consumer) commit(ctx context.Context, r committer, msgs []kafka.Message) {
+	if len(msgs) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	if err := r.CommitMessages(ctx, msgs...); err != nil {

@@ -284,12 +284,14 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	// The dead-letter producer fails at first; the writes are retried.
 	flaky := &flakyPublisher{fails: 2, next: s.writer}
 	cfg.DeadLetter = flaky
+	// The event of a newer version is retried for a while, then given up.
+	cfg.UnknownVersionWait = 300 * time.Millisecond
 	s.start(cfg)
 
 	checkOnceInOrder(t, s.waitEffects(len(good), 20*time.Second), good)
 
 	dead := readTopic(t, s.brokers, s.dlq, len(msgs)-len(good))
-	wantReasons := []string{consumer.ReasonDecode, consumer.ReasonHandler, consumer.ReasonHandler, consumer.ReasonMaxAttempts, consumer.ReasonMaxAttempts}
+	wantReasons := []string{consumer.ReasonDecode, consumer.ReasonHandler, consumer.ReasonUnknownVersion, consumer.ReasonMaxAttempts, consumer.ReasonMaxAttempts}
 	var partition string
 	lastOffset := int64(-1)
 	for i, m := range dead {
@@ -334,13 +336,18 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	}
 
 	group := map[string]string{"group": s.group}
-	for reason, want := range map[string]float64{consumer.ReasonDecode: 1, consumer.ReasonHandler: 2, consumer.ReasonMaxAttempts: 2} {
+	for reason, want := range map[string]float64{consumer.ReasonDecode: 1, consumer.ReasonHandler: 1, consumer.ReasonUnknownVersion: 1, consumer.ReasonMaxAttempts: 2} {
 		if got := metric(t, s.reg, "consumer_dead_lettered_total", map[string]string{"group": s.group, "reason": reason}); got != want {
 			t.Errorf("dead_lettered_total{reason=%s} = %v, want %v", reason, got, want)
 		}
 	}
-	// Permanent errors are not retried; unclassified ones are, MaxAttempts times.
-	for id, want := range map[string]int32{badJSON.ID: 1, future.ID: 1, failing.ID: 3, panicking.ID: 3} {
+	// Permanent errors are not retried; unclassified ones are, MaxAttempts
+	// times; a newer version is, until UnknownVersionWait has passed.
+	newer := metric(t, s.reg, "consumer_unknown_version_retries_total", group)
+	if newer < 1 {
+		t.Errorf("unknown_version_retries_total = %v, want at least 1", newer)
+	}
+	for id, want := range map[string]int32{badJSON.ID: 1, future.ID: int32(newer) + 1, failing.ID: 3, panicking.ID: 3} {
 		var got int32
 		if n, ok := attempts.Load(id); ok {
 			got = n.(*atomic.Int32).Load()
@@ -349,8 +356,8 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 			t.Errorf("event %s: %d handler calls, want %d", id, got, want)
 		}
 	}
-	if got := metric(t, s.reg, "consumer_retries_total", group); got != 4 {
-		t.Errorf("retries_total = %v, want 4", got)
+	if got := metric(t, s.reg, "consumer_retries_total", group); got != 4+newer {
+		t.Errorf("retries_total = %v, want 4 + %v of the newer version", got, newer)
 	}
 	flaky.mu.Lock()
 	if flaky.calls != len(dead)+2 {

@@ -29,6 +29,9 @@ const (
 	ReasonDecode      = "decode"       // the envelope could not be read
 	ReasonHandler     = "handler"      // the handler failed permanently
 	ReasonMaxAttempts = "max_attempts" // the handler kept failing with unclassified errors
+	// ReasonUnknownVersion: the event's schema version is newer than this
+	// build knows, and stayed so for Config.UnknownVersionWait.
+	ReasonUnknownVersion = "unknown_version"
 	// ReasonUnexpectedSource: the event came on a topic its type does not
 	// travel on, or from a service that does not produce it (events.Routes).
 	ReasonUnexpectedSource = "unexpected_source"

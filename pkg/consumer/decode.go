@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -9,9 +10,15 @@ import (
 )
 
 // Decode reads e's payload as T. A payload that does not decode never will,
-// so its error is permanent (the message is dead-lettered).
+// so its error is permanent (the message is dead-lettered), except for a
+// schema version newer than this build knows (events.ErrNewerVersion), which
+// the consumer retries for Config.UnknownVersionWait: a newer build will read
+// it.
 func Decode[T events.Payload](e events.Envelope) (T, error) {
 	p, err := events.Decode[T](e)
+	if errors.Is(err, events.ErrNewerVersion) {
+		return p, err
+	}
 	if err != nil {
 		return p, Permanent(err)
 	}
@@ -19,8 +26,8 @@ func Decode[T events.Payload](e events.Envelope) (T, error) {
 }
 
 // DecodeOrder is Decode for the events of an order: it also reads the order
-// id, the payload's subject, which must be a UUID in canonical form. Both
-// errors are permanent.
+// id, the payload's subject, which must be a UUID in canonical form; an
+// id that is not is a permanent error.
 func DecodeOrder[T events.Payload](e events.Envelope) (T, uuid.UUID, error) {
 	p, err := Decode[T](e)
 	if err != nil {

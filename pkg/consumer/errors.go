@@ -59,13 +59,18 @@ const (
 	classUnclassified errorClass = iota // retried up to MaxAttempts
 	classTransient                      // retried until it succeeds
 	classPermanent                      // dead-lettered at once
+	classNewerVersion                   // retried for Config.UnknownVersionWait
 )
 
-// classify decides what a failed attempt deserves. Permanent wins over
-// transient: a handler that says the event is unusable is believed even if a
-// database error is wrapped alongside.
+// classify decides what a failed attempt deserves. A schema version newer
+// than this build knows comes first, even wrapped as permanent: the event is
+// not broken, this build is behind (a rolling deploy), and upgrading it cures
+// the error. Permanent wins over transient: a handler that says the event is
+// unusable is believed even if a database error is wrapped alongside.
 func classify(err error) errorClass {
 	switch {
+	case errors.Is(err, events.ErrNewerVersion):
+		return classNewerVersion
 	case errors.Is(err, ErrPermanent),
 		errors.Is(err, events.ErrMalformed),
 		errors.Is(err, events.ErrUnknownVersion),

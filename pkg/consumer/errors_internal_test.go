@@ -34,6 +34,8 @@ func TestClassify(t *testing.T) {
 		"connection lost":          {fmt.Errorf("read: %w", io.ErrUnexpectedEOF), classTransient},
 		"malformed data":           {fmt.Errorf("decode: %w", events.ErrMalformed), classPermanent},
 		"unknown version":          {fmt.Errorf("decode: %w", events.ErrUnknownVersion), classPermanent},
+		"newer version":            {fmt.Errorf("decode: %w", events.ErrNewerVersion), classNewerVersion},
+		"newer version, permanent": {Permanent(fmt.Errorf("decode: %w", events.ErrNewerVersion)), classNewerVersion},
 		"unexpected type":          {events.ErrUnexpectedType, classPermanent},
 		"permanent":                {Permanent(errors.New("order unknown")), classPermanent},
 		"permanent over transient": {Permanent(pg("40001")), classPermanent},

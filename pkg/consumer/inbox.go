@@ -59,7 +59,7 @@ SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING RETURNING ev
 // applied, and failed is the index of the item whose handler failed, or -1
 // when the failure is not one item's (the inbox insert, the commit, a
 // statement after a handler left the transaction aborted).
-func (c *Consumer) applyBatch(ctx context.Context, items []item) (failed int, err error) {
+func (c *Consumer) applyBatch(ctx context.Context, items []*item) (failed int, err error) {
 	failed = -1
 	ids := make([]uuid.UUID, len(items))
 	types := make([]string, len(items))

@@ -14,14 +14,19 @@ import (
 )
 
 type metrics struct {
-	processed    *prometheus.CounterVec   // group, type
-	duplicates   *prometheus.CounterVec   // group, type
-	deadLettered *prometheus.CounterVec   // group, type, reason
-	skipped      *prometheus.CounterVec   // group, type
-	retries      *prometheus.CounterVec   // group, type
-	duration     *prometheus.HistogramVec // group, type
-	lag          *prometheus.GaugeVec     // group, topic, partition
-	batchSize    *prometheus.HistogramVec // group
+	processed    *prometheus.CounterVec // group, type
+	duplicates   *prometheus.CounterVec // group, type
+	deadLettered *prometheus.CounterVec // group, type, reason
+	skipped      *prometheus.CounterVec // group, type
+	retries      *prometheus.CounterVec // group, type
+	// newerVersionRetries counts the retries of events of a newer schema
+	// version; retries counts them too.
+	newerVersionRetries *prometheus.CounterVec   // group, type
+	parked              *prometheus.GaugeVec     // group
+	offsetsSkipped      *prometheus.CounterVec   // group, topic, partition
+	duration            *prometheus.HistogramVec // group, type
+	lag                 *prometheus.GaugeVec     // group, topic, partition
+	batchSize           *prometheus.HistogramVec // group
 }
 
 // newMetrics creates the collectors and registers them on reg, if any.
@@ -41,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, byType),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "consumer_dead_lettered_total",
-			Help: "Messages written to the dead-letter topic, by reason (decode, unexpected_source, handler, max_attempts).",
+			Help: "Messages written to the dead-letter topic, by reason (decode, unexpected_source, handler, max_attempts, unknown_version).",
 		}, []string{"group", "type", "reason"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "consumer_skipped_total",
@@ -51,6 +56,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "consumer_retries_total",
 			Help: "Failed processing attempts that were retried.",
 		}, byType),
+		newerVersionRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consumer_unknown_version_retries_total",
+			Help: "Retried attempts at events of a schema version newer than this build knows (also in consumer_retries_total).",
+		}, byType),
+		parked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "consumer_parked_partitions",
+			Help: "Partitions whose failing message is being retried apart from the other partitions.",
+		}, []string{"group"}),
+		offsetsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "consumer_offsets_skipped_total",
+			Help: "Messages lost because they left the log (retention) before the group read them.",
+		}, []string{"group", "topic", "partition"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "consumer_processing_duration_seconds",
 			Help:    "Time from start of processing to the outcome (applied, duplicate or dead-lettered), retries included.",
@@ -63,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"group"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "consumer_lag",
-			Help: "Messages not yet committed by the group: high watermark minus committed offset, per partition.",
+			Help: "Messages not yet committed by the group: high watermark minus committed offset (the log start without a commit), per partition.",
 		}, []string{"group", "topic", "partition"}),
 	}
 	if reg == nil {
@@ -83,6 +100,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.retries, err = register(reg, m.retries); err != nil {
+		return nil, err
+	}
+	if m.newerVersionRetries, err = register(reg, m.newerVersionRetries); err != nil {
+		return nil, err
+	}
+	if m.parked, err = register(reg, m.parked); err != nil {
+		return nil, err
+	}
+	if m.offsetsSkipped, err = register(reg, m.offsetsSkipped); err != nil {
 		return nil, err
 	}
 	if m.duration, err = register(reg, m.duration); err != nil {
@@ -180,10 +206,13 @@ func (c *Consumer) measureLag(ctx context.Context, client *kafka.Client) error {
 			if p.Error != nil {
 				continue
 			}
-			// No commit yet (-1), or a commit older than retention: the
-			// group starts at the first offset still there.
+			// No commit yet (-1): the group starts at the first offset
+			// still there. A commit older than retention counts from the
+			// commit: the messages between it and the first offset are
+			// not yet read, and lost (consumer_offsets_skipped_total),
+			// which clamping would hide.
 			from, ok := done[topic][p.Partition]
-			if !ok || from < p.FirstOffset {
+			if !ok || from < 0 {
 				from = p.FirstOffset
 			}
 			c.metrics.lag.WithLabelValues(c.cfg.Group, topic, strconv.Itoa(p.Partition)).Set(float64(max(p.LastOffset-from, 0)))
