@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -10,15 +9,13 @@ import (
 )
 
 // Decode reads e's payload as T. A payload that does not decode never will,
-// so its error is permanent (the message is dead-lettered), except for a
-// schema version newer than this build knows (events.ErrNewerVersion), which
-// the consumer retries for Config.UnknownVersionWait: a newer build will read
+// so its error is permanent (the message is dead-lettered). The one
+// exception is the consumer's, not Decode's: an error that also wraps
+// events.ErrNewerVersion (a schema version newer than this build knows) is
+// retried for Config.UnknownVersionWait first, since a newer build will read
 // it.
 func Decode[T events.Payload](e events.Envelope) (T, error) {
 	p, err := events.Decode[T](e)
-	if errors.Is(err, events.ErrNewerVersion) {
-		return p, err
-	}
 	if err != nil {
 		return p, Permanent(err)
 	}
@@ -26,8 +23,8 @@ func Decode[T events.Payload](e events.Envelope) (T, error) {
 }
 
 // DecodeOrder is Decode for the events of an order: it also reads the order
-// id, the payload's subject, which must be a UUID in canonical form; an
-// id that is not is a permanent error.
+// id, the payload's subject, which must be a UUID in canonical form. Both
+// errors are permanent.
 func DecodeOrder[T events.Payload](e events.Envelope) (T, uuid.UUID, error) {
 	p, err := Decode[T](e)
 	if err != nil {
