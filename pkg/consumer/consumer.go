@@ -24,8 +24,11 @@
 //     meanwhile. A lane holds at most Config.ParkedMessages messages; when
 //     it is full the whole consumer waits (back-pressure), so memory stays
 //     bounded. A rebalance may move a parked partition to another member
-//     while its lane still works: both may then apply the same messages,
-//     which the inbox (one database per group) makes harmless.
+//     while its lane still works (kafka-go's group reader does not say when
+//     partitions move): both may then apply the same messages, which the
+//     inbox (one database per group) makes harmless, and the lane's late
+//     commits may move the group's offset back, which costs redeliveries
+//     that the inbox skips.
 //   - An event of a schema version newer than this build knows (a producer
 //     already upgraded, in a rolling deploy) is retried, on its partition's
 //     lane, for Config.UnknownVersionWait, and only then dead-lettered with
@@ -125,10 +128,10 @@ type Config struct {
 	// consumer. Default 15 minutes; the message's partition waits meanwhile,
 	// the others do not.
 	UnknownVersionWait time.Duration
-	// ParkedMessages is the most messages a parked partition's lane holds
-	// (the failing one's successors, fetched while it is retried); when a
-	// lane is full, the consumer stops fetching until it has room. Default
-	// 10,000.
+	// ParkedMessages is the most messages a parked partition's lane queues
+	// (its messages fetched while the failing one is retried; those of the
+	// batch it failed in come on top); when a lane is full, the consumer
+	// stops handling fetched messages until it has room. Default 10,000.
 	ParkedMessages int
 
 	// InboxRetention is how long processed event ids are kept to recognise
