@@ -3,8 +3,11 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -156,4 +159,43 @@ func (p *freezingProxy) close() {
 	for _, c := range p.conns {
 		c.Close()
 	}
+}
+
+// A healthy leader keeps its lease however long it has nothing to publish,
+// even with a poll interval longer than the session's idle limit: its
+// heartbeat is every second.
+func TestIdleLeaderKeepsTheLease(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	brokers := testenv.Kafka(t)
+	topic := readyTopic(t, brokers)
+	var logs lockedLog
+	startRelay(t, outbox.RelayConfig{Pool: pool, Publisher: newWriter(t, brokers), PollInterval: 20 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), nil))})
+	ctx := context.Background()
+	writeEvents(t, ctx, pool, topic, newEvent(t, "before"))
+	testenv.WaitFor(t, 10*time.Second, "the first event published", func() bool { return pendingRows(t, pool) == 0 })
+	time.Sleep(10 * time.Second) // longer than the 8 s idle limit
+	writeEvents(t, ctx, pool, topic, newEvent(t, "after"))
+	testenv.WaitFor(t, 5*time.Second, "the event after the quiet spell published", func() bool { return pendingRows(t, pool) == 0 })
+	if got := logs.String(); strings.Count(got, "outbox relay leading") != 1 || strings.Contains(got, "interrupted") {
+		t.Fatalf("the leader lost its lease while idle:\n%s", got)
+	}
+}
+
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

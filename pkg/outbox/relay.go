@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
@@ -94,11 +95,12 @@ const (
 	leaseQueryTimeout = 3 * time.Second
 	kafkaBudget       = 4 * time.Second
 
-	// sessionSQL sets up the relay's connection: the lease's idle limit,
-	// and TCP keepalives and a user timeout so that the server also drops a
-	// peer that stopped acknowledging within seconds.
-	sessionSQL = `SET idle_session_timeout = '8s'; SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;
-SET tcp_keepalives_count = 3; SET tcp_user_timeout = 8000`
+	// leaseSQL sets the lease's idle limit on the relay's connection
+	// (PostgreSQL 14 and later); tcpSQL sets TCP keepalives and a user
+	// timeout, so that the server also drops a peer that stopped
+	// acknowledging within seconds.
+	leaseSQL = `SET idle_session_timeout = '8s'`
+	tcpSQL   = `SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 8000`
 
 	leaderLockSQL = `SELECT pg_try_advisory_lock(hashtextextended('outbox_' || current_schema(), 0))`
 	selectSQL     = `SELECT id, topic, envelope FROM outbox ORDER BY id LIMIT $1`
@@ -183,8 +185,16 @@ func (r *Relay) lead(ctx context.Context) (bool, error) {
 
 	qctx, cancel := leaseContext(ctx)
 	defer cancel()
-	if _, err := conn.Exec(qctx, sessionSQL); err != nil {
+	if _, err := conn.Exec(qctx, tcpSQL); err != nil {
 		return false, fmt.Errorf("set up relay connection: %w", err)
+	}
+	if _, err := conn.Exec(qctx, leaseSQL); err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42704" { // undefined_object: before PostgreSQL 14
+			return false, fmt.Errorf("set up relay connection: %w", err)
+		}
+		r.log.WarnContext(ctx, "outbox relay without a lease: PostgreSQL before 14 has no idle_session_timeout, "+
+			"so a leader whose host vanished holds the lock until TCP gives up", telemetry.Err(err))
 	}
 	var schema string
 	if err := conn.QueryRow(qctx, `SELECT current_schema()`).Scan(&schema); err != nil {
