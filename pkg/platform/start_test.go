@@ -247,3 +247,36 @@ func TestStartStopsWhileWaiting(t *testing.T) {
 		t.Fatalf("/livez after Start gave up: %d, want no server", code)
 	}
 }
+
+// What waiting does not cure ends Start at once: here topics the single
+// local broker cannot replicate three times.
+func TestStartFailsOnWhatWaitingDoesNotCure(t *testing.T) {
+	env, pg, kafka, service := startEnv(t)
+	pg.open(t)
+	kafka.open(t)
+	env["KAFKA_TOPIC_REPLICATION_FACTOR"] = "3"
+	cfg, err := ParseConfig(func(k string) string { return env[k] }, service, ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	errc := make(chan error, 1)
+	go func() {
+		p, err := Start(context.Background(), cfg, &logs, testMigrations)
+		if p != nil {
+			p.Close()
+		}
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), "replication factor") {
+			t.Fatalf("Start: %v, want the broker's refusal of replication factor 3", err)
+		}
+		if strings.Contains(logs.String(), "waiting for kafka") {
+			t.Errorf("Start waited on a refusal:\n%s", logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Start still waiting after 30 s:\n%s", logs.String())
+	}
+}
