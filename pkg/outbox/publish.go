@@ -30,9 +30,9 @@ func (e *publishError) Error() string {
 }
 func (e *publishError) Unwrap() error { return e.err }
 
-// outcome is what became of each row of a round: published, dead (refused
-// by Kafka for good, moved to the dead letters) or failed (refused for now,
-// retried). dead and failed hold indexes into the batch.
+// outcome is what became of the rows of a round: published (to delete),
+// dead (refused by Kafka for good, to move to the dead letters) or failed
+// (refused for now: left in the outbox and retried after a backoff).
 type outcome struct {
 	published []row
 	dead      []deadRow
