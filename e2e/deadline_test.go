@@ -192,6 +192,9 @@ func (s *stack) orderTimesOutAfterDeadLetter(step deadLetterStep, n int) (deadLe
 	if n := s.metric("order", "orders_expired_total"); n < 1 {
 		t.Errorf("orders_expired_total = %v", n)
 	}
+	// One order, one trace: the expiry, shipping's answer and every
+	// compensation continue the trace of POST /orders.
+	s.assertOrderTrace(o.OrderID, "order", "payment", "inventory", "shipping", "email")
 	return deadLettered{step: step, orderID: o.OrderID, customer: customer, sku: sku, message: msg}, !t.Failed()
 }
 

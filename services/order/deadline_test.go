@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
@@ -192,7 +196,7 @@ func TestConcurrentSweepersExpireEachOrderOnce(t *testing.T) {
 	}
 	// Another replica's service on the same database, with metrics of its
 	// own.
-	other, err := newService(e.Pool, e.Logger, prometheus.NewRegistry(), testDeadline)
+	other, err := newService(e.Pool, e.Logger, prometheus.NewRegistry(), noop.NewTracerProvider(), testDeadline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +288,7 @@ func TestSweeperLoop(t *testing.T) {
 	id := e.placed()
 	e.overdue(id)
 	// A replica with a deadline of 2s sweeps every second.
-	fast, err := newService(e.Pool, e.Logger, prometheus.NewRegistry(), 2*time.Second)
+	fast, err := newService(e.Pool, e.Logger, prometheus.NewRegistry(), noop.NewTracerProvider(), 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,5 +433,59 @@ func TestSweepRolledBackLeavesNoTrace(t *testing.T) {
 	}
 	if n := e.sweep(); n != 1 {
 		t.Errorf("sweep after the rolled-back one = %d, want 1", n)
+	}
+}
+
+// The OrderExpired of an order continues the trace its POST /orders
+// started, under a span of the sweeper's, as every event of the saga does.
+func TestOrderExpiredJoinsTheOrdersTrace(t *testing.T) {
+	e := newEnv(t)
+	e.product("mug", 1250)
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	svc, err := newService(e.Pool, e.Logger, prometheus.NewRegistry(), tp, testDeadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, request := tp.Tracer("test").Start(e.ctx, "POST /orders")
+	traced, _, err := svc.placeOrder(ctx, "", validOrder())
+	request.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	untraced, _, err := svc.placeOrder(e.ctx, "", validOrder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.overdue(traced.ID.String())
+	e.overdue(untraced.ID.String())
+	if n, err := svc.sweep(e.ctx); err != nil || n != 2 {
+		t.Fatalf("sweep = %d, %v; want 2", n, err)
+	}
+
+	var expire sdktrace.ReadOnlySpan
+	for _, s := range spans.Ended() {
+		if s.Name() == "expire order" && s.Parent().SpanID() == request.SpanContext().SpanID() {
+			expire = s
+		}
+	}
+	if expire == nil || expire.SpanContext().TraceID() != request.SpanContext().TraceID() {
+		t.Fatalf("no expire order span under the order's request span among %d spans", len(spans.Ended()))
+	}
+	for _, r := range e.outbox(events.TypeOrderExpired) {
+		tp := r.Envelope.TraceParent
+		switch r.Key {
+		case traced.ID.String():
+			want := "00-" + expire.SpanContext().TraceID().String() + "-" + expire.SpanContext().SpanID().String() + "-01"
+			if tp != want {
+				t.Errorf("OrderExpired of the traced order: traceparent %q, want %q (the expire order span)", tp, want)
+			}
+		case untraced.ID.String():
+			// No trace to join: the sweeper's span starts one.
+			if tp == "" || strings.Contains(tp, request.SpanContext().TraceID().String()) {
+				t.Errorf("OrderExpired of the untraced order: traceparent %q", tp)
+			}
+		}
 	}
 }

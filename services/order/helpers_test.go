@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/sagashop/sagashop/pkg/servicetest"
 )
 
@@ -25,7 +27,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	te := servicetest.New(t, serviceName, migrationsFS)
-	svc, err := newService(te.Pool, te.Logger, te.Registry, testDeadline)
+	svc, err := newService(te.Pool, te.Logger, te.Registry, noop.NewTracerProvider(), testDeadline)
 	if err != nil {
 		t.Fatal(err)
 	}

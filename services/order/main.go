@@ -61,7 +61,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	defer p.Close()
 	p.Logger.Info("order settings", "order", cfg)
-	s, err := newService(p.Pool, p.Logger, p.Registry, cfg.SagaDeadline)
+	s, err := newService(p.Pool, p.Logger, p.Registry, p.TracerProvider, cfg.SagaDeadline)
 	if err != nil {
 		return err
 	}

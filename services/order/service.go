@@ -13,6 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagashop/sagashop/pkg/consumer"
 	"github.com/sagashop/sagashop/pkg/events"
@@ -25,6 +28,7 @@ import (
 type service struct {
 	pool     *pgxpool.Pool
 	logger   *slog.Logger
+	tracer   trace.Tracer
 	metrics  *metrics
 	deadline time.Duration // SAGA_DEADLINE: a new order's deadline is its creation + this
 }
@@ -40,8 +44,9 @@ type metrics struct {
 }
 
 // newService returns the order service; a new order's deadline is its
-// creation time + deadline (SAGA_DEADLINE, > 0).
-func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer, deadline time.Duration) (*service, error) {
+// creation time + deadline (SAGA_DEADLINE, > 0). The sweeper's spans come
+// from tp.
+func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer, tp trace.TracerProvider, deadline time.Duration) (*service, error) {
 	if deadline <= 0 {
 		return nil, fmt.Errorf("order service: saga deadline %v, want > 0", deadline)
 	}
@@ -74,7 +79,7 @@ func newService(pool *pgxpool.Pool, logger *slog.Logger, reg prometheus.Register
 	m.sagaOrders.WithLabelValues("cancelled", events.ReasonPaymentFailed)
 	m.sagaOrders.WithLabelValues("cancelled", events.ReasonOutOfStock)
 	m.sagaOrders.WithLabelValues("cancelled", events.ReasonTimedOut)
-	return &service{pool: pool, logger: logger, metrics: m, deadline: deadline}, nil
+	return &service{pool: pool, logger: logger, tracer: tp.Tracer(serviceName), metrics: m, deadline: deadline}, nil
 }
 
 // placeOrder creates the order req asks for, priced from the catalog copy,
@@ -93,6 +98,8 @@ func (s *service) placeOrder(ctx context.Context, key string, req NewOrder) (o O
 	// below) with the new order's id; a replay re-tags with the original.
 	ctx = telemetry.ConcernsOrder(ctx, id.String())
 	hash := req.Hash()
+	placedBy := propagation.MapCarrier{} // the trace context the order's later events join
+	telemetry.Propagator().Inject(ctx, placedBy)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		replayed = false
 		if key != "" {
@@ -128,7 +135,7 @@ func (s *service) placeOrder(ctx context.Context, key string, req NewOrder) (o O
 			ID: id, CustomerID: req.CustomerID, Email: req.Email,
 			Status: StatusPending, TotalCents: total, Currency: Currency, Items: pricedItems(req.Items, prices),
 		}
-		if o.CreatedAt, o.Deadline, err = insertOrder(ctx, tx, o, s.deadline); err != nil {
+		if o.CreatedAt, o.Deadline, err = insertOrder(ctx, tx, o, s.deadline, placedBy.Get("traceparent")); err != nil {
 			return err
 		}
 		o.UpdatedAt = o.CreatedAt
@@ -258,8 +265,7 @@ func (s *service) sweep(ctx context.Context) (int, error) {
 			return err
 		}
 		for _, o := range due {
-			expired := events.OrderExpired{OrderID: o.ID.String(), CustomerID: o.CustomerID, Deadline: o.Deadline.UTC()}
-			if err := outbox.Emit(ctx, tx, serviceName, events.Envelope{}, expired); err != nil {
+			if err := s.emitExpired(ctx, tx, o); err != nil {
 				return err
 			}
 		}
@@ -274,6 +280,18 @@ func (s *service) sweep(ctx context.Context) (int, error) {
 			"deadline", o.Deadline.UTC(), "age", time.Since(o.CreatedAt).Round(time.Millisecond).String(), telemetry.LogCustomerID, o.CustomerID)
 	}
 	return len(due), nil
+}
+
+// emitExpired writes the OrderExpired of o in tx, in a span of the order's
+// own trace (the one its POST /orders started), so that the deadline's
+// events, shipping's answer and the compensations join it.
+func (s *service) emitExpired(ctx context.Context, tx pgx.Tx, o expiry) error {
+	ctx = telemetry.Propagator().Extract(ctx, propagation.MapCarrier{"traceparent": o.TraceParent})
+	ctx = telemetry.ConcernsOrder(ctx, o.ID.String())
+	ctx, span := s.tracer.Start(ctx, "expire order", trace.WithAttributes(attribute.String("order.deadline", o.Deadline.UTC().Format(time.RFC3339Nano))))
+	defer span.End()
+	expired := events.OrderExpired{OrderID: o.ID.String(), CustomerID: o.CustomerID, Deadline: o.Deadline.UTC()}
+	return outbox.Emit(ctx, tx, serviceName, events.Envelope{}, expired)
 }
 
 // updateProduct writes p, from event e, into the catalog copy, unless a

@@ -69,8 +69,9 @@ func updateStatus(ctx context.Context, tx pgx.Tx, id uuid.UUID, status Status, r
 }
 
 // insertOrder inserts o and its items in one statement (one round trip),
-// with the deadline its creation time + sagaDeadline, and returns both.
-func insertOrder(ctx context.Context, tx pgx.Tx, o Order, sagaDeadline time.Duration) (created, deadline time.Time, err error) {
+// with the deadline its creation time + sagaDeadline and the trace context
+// traceparent, and returns its creation time and deadline.
+func insertOrder(ctx context.Context, tx pgx.Tx, o Order, sagaDeadline time.Duration, traceparent string) (created, deadline time.Time, err error) {
 	skus := make([]string, len(o.Items))
 	quantities := make([]int32, len(o.Items))
 	prices := make([]int64, len(o.Items))
@@ -79,8 +80,8 @@ func insertOrder(ctx context.Context, tx pgx.Tx, o Order, sagaDeadline time.Dura
 	}
 	err = tx.QueryRow(ctx,
 		`WITH o AS (
-		   INSERT INTO orders (id, customer_id, email, status, reason, total_cents, currency, deadline)
-		   VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $11::bigint * interval '1 microsecond')
+		   INSERT INTO orders (id, customer_id, email, status, reason, total_cents, currency, deadline, traceparent)
+		   VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $11::bigint * interval '1 microsecond', $12)
 		   RETURNING id, created_at, deadline
 		 ), items AS (
 		   INSERT INTO order_items (order_id, sku, quantity, unit_price_cents)
@@ -89,7 +90,7 @@ func insertOrder(ctx context.Context, tx pgx.Tx, o Order, sagaDeadline time.Dura
 		 )
 		 SELECT created_at, deadline FROM o`,
 		o.ID, o.CustomerID, o.Email, o.Status, o.Reason, o.TotalCents, o.Currency, skus, quantities, prices,
-		sagaDeadline.Microseconds()).Scan(&created, &deadline)
+		sagaDeadline.Microseconds(), traceparent).Scan(&created, &deadline)
 	if err != nil {
 		return time.Time{}, time.Time{}, fmt.Errorf("insert order %s: %w", o.ID, err)
 	}
@@ -98,10 +99,11 @@ func insertOrder(ctx context.Context, tx pgx.Tx, o Order, sagaDeadline time.Dura
 
 // expiry is an order the sweeper expired.
 type expiry struct {
-	ID         uuid.UUID
-	CustomerID string
-	Deadline   time.Time
-	CreatedAt  time.Time
+	ID          uuid.UUID
+	CustomerID  string
+	Deadline    time.Time
+	CreatedAt   time.Time
+	TraceParent string // of the request that placed the order; may be empty
 }
 
 // expireDue marks up to limit open orders past their deadline expired and
@@ -121,7 +123,7 @@ func expireDue(ctx context.Context, tx pgx.Tx, limit int) ([]expiry, error) {
 		 )
 		 UPDATE orders SET expired_at = now()
 		 FROM due WHERE orders.id = due.id
-		 RETURNING orders.id, orders.customer_id, orders.deadline, orders.created_at`, limit)
+		 RETURNING orders.id, orders.customer_id, orders.deadline, orders.created_at, orders.traceparent`, limit)
 	due, err := pgx.CollectRows(rows, pgx.RowToStructByPos[expiry])
 	if err != nil {
 		return nil, fmt.Errorf("expire orders past their deadline: %w", err)

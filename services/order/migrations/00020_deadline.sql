@@ -5,9 +5,14 @@
 -- expired (expired_at, once) and emits OrderExpired in the same
 -- transaction; the order keeps its status until shipping answers
 -- (ShipmentCancelled cancels it with reason timed_out).
+--
+-- traceparent is the W3C trace context of the request that placed the order
+-- (empty when it was not traced), so that the deadline's events join the
+-- order's trace as every other event of the saga does.
 ALTER TABLE orders
-    ADD COLUMN deadline   timestamptz,
-    ADD COLUMN expired_at timestamptz;
+    ADD COLUMN deadline    timestamptz,
+    ADD COLUMN expired_at  timestamptz,
+    ADD COLUMN traceparent text NOT NULL DEFAULT '';
 
 -- Orders placed before this migration: a saga still open gets the default
 -- deadline (5 minutes) from now, so it ends too; a finished one gets the
@@ -25,4 +30,4 @@ CREATE INDEX orders_due ON orders (deadline)
 
 -- +goose Down
 DROP INDEX orders_due;
-ALTER TABLE orders DROP COLUMN expired_at, DROP COLUMN deadline;
+ALTER TABLE orders DROP COLUMN traceparent, DROP COLUMN expired_at, DROP COLUMN deadline;
