@@ -254,6 +254,7 @@ func TestHandlerPermanentFailures(t *testing.T) {
 		{"data an array", withData(e.shipped(id), `[1,2]`)},
 		{"no order id", withData(e.paymentFailed(id), `{"customer_id": "c-1"}`)},
 		{"wrong field type", withData(e.reserved(id), `{"order_id": 7}`)},
+		{"unknown schema version", func() events.Envelope { ev := e.paid(id); ev.SchemaVersion = 99; return ev }()},
 		{"schema version below any", func() events.Envelope { ev := e.paid(id); ev.SchemaVersion = -1; return ev }()},
 		{"product not json", withData(e.event("inventory", events.ProductUpdated{SKU: "mug", Name: "Mug", PriceCents: 1}), `nope`)},
 		{"product without sku", withData(e.event("inventory", events.ProductUpdated{SKU: "mug", Name: "Mug", PriceCents: 1}), `{"name":"Mug","price_cents":1}`)},
