@@ -50,7 +50,12 @@ func TestTransientFailureStallsOnlyItsPartition(t *testing.T) {
 	a, b := keysOn(t, 0, 2, 1)[0], keysOn(t, 1, 2, 1)[0]
 	stuck := event(t, a, 1)
 	behind := []events.Envelope{event(t, a, 2), event(t, a, 3)}
-	s.produceEvents(append([]events.Envelope{stuck}, behind...)...)
+	// Behind the stuck event, among its partition's messages, one to
+	// dead-letter and one to skip: the lane takes them in their turn.
+	undecodable := kafka.Message{Key: []byte(a), Value: []byte(`{"key":"no headers"}`)}
+	unhandled := envelope(t, "test.SomethingNew", a, []byte(`{}`))
+	s.produce(events.ToMessage(s.topic, stuck), events.ToMessage(s.topic, behind[0]), undecodable,
+		events.ToMessage(s.topic, unhandled), events.ToMessage(s.topic, behind[1]))
 
 	released := make(chan struct{})
 	var attempts atomic.Int32
@@ -88,6 +93,9 @@ func TestTransientFailureStallsOnlyItsPartition(t *testing.T) {
 	if effs := s.effects(); len(effs) != len(others) {
 		t.Fatalf("%d effects while the stuck event fails, want only the other partition's %d", len(effs), len(others))
 	}
+	if got := metric(t, s.reg, "consumer_dead_lettered_total", group); got != 0 {
+		t.Fatalf("dead_lettered_total = %v while the stuck event fails: the undecodable message behind it went first", got)
+	}
 
 	close(released)
 	want := append(append([]events.Envelope{stuck}, behind...), others...)
@@ -100,8 +108,15 @@ func TestTransientFailureStallsOnlyItsPartition(t *testing.T) {
 	s.produceEvents(more)
 	want = append(want, more)
 	checkOnceInOrder(t, s.waitEffects(len(want), 20*time.Second), want)
-	if got := metric(t, s.reg, "consumer_dead_lettered_total", group); got != 0 {
-		t.Errorf("dead_lettered_total = %v, want 0", got)
+	dead := readTopic(t, s.brokers, s.dlq, 1)
+	if string(dead[0].Value) != string(undecodable.Value) || events.Header(dead[0], consumer.HeaderDLQReason) != consumer.ReasonDecode {
+		t.Errorf("dead letter %q reason %q, want the undecodable message, reason decode", dead[0].Value, events.Header(dead[0], consumer.HeaderDLQReason))
+	}
+	if got := metric(t, s.reg, "consumer_dead_lettered_total", group); got != 1 {
+		t.Errorf("dead_lettered_total = %v, want 1", got)
+	}
+	if got := metric(t, s.reg, "consumer_skipped_total", group); got != 1 {
+		t.Errorf("skipped_total = %v, want 1", got)
 	}
 
 	// Offsets were committed, the lane's too: a new member of the group
