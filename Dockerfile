@@ -21,9 +21,11 @@ ENV CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
+COPY pkg/ pkg/
+# sagashopctl is a module of its own that uses the root module's pkg/ (its
+# dead-letter commands): it is built after pkg/ is in place.
 COPY tools/sagashopctl/ tools/sagashopctl/
 RUN cd tools/sagashopctl && go build -ldflags="-s -w" -o /out/sagashopctl .
-COPY pkg/ pkg/
 COPY services/ services/
 RUN go build -ldflags="-s -w" -o /out/ ./services/...
 ARG SERVICE

@@ -150,8 +150,12 @@ func (b *bench) cleanup(t *target) {
 func createTables(ctx context.Context, pool *pgxpool.Pool, kind string, s relaySettings) error {
 	switch kind {
 	case kindSagashop:
-		if _, err := pool.Exec(ctx, outbox.Schema); err != nil {
-			return fmt.Errorf("create outbox table: %w", err)
+		// The dead-letter table too, as platform.Migrate creates it: a row
+		// Kafka refuses is moved there rather than retried for ever.
+		for _, ddl := range []string{outbox.Schema, outbox.DeadLetterSchema} {
+			if _, err := pool.Exec(ctx, ddl); err != nil {
+				return fmt.Errorf("create outbox tables: %w", err)
+			}
 		}
 	case kindWatermill:
 		sub, err := wmsql.NewSubscriber(wmsql.BeginnerFromPgx(pool), wmsql.SubscriberConfig{

@@ -20,8 +20,10 @@
 //	                     (100.00) and bob (5.00), deposited only when the
 //	                     account does not exist yet
 //
-// It uses only the standard library and reads the same variables as the
-// services (HTTP_ADDR), so it needs no configuration of its own in compose.
+// It speaks HTTP to the services (the standard library) and, for dead
+// letters, Kafka through the root module's pkg/deadletter; it reads the same
+// variables as the services (HTTP_ADDR, KAFKA_BROKERS), so it needs no
+// configuration of its own in compose.
 package main
 
 import (
@@ -44,6 +46,11 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "sagashopctl:", err)
+		// Usage errors say so (exit status 2, as flag's own errors).
+		var coded interface{ ExitCode() int }
+		if errors.As(err, &coded) {
+			os.Exit(coded.ExitCode())
+		}
 		os.Exit(1)
 	}
 }
