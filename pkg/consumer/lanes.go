@@ -163,7 +163,7 @@ func (ls *lanes) run(ctx context.Context, l *lane, head *item, rest []*entry) {
 		}
 		c.log.Info("lane stopped, its messages stay uncommitted", telemetry.LogTopic, l.p.topic, telemetry.LogPartition, l.p.id)
 	}()
-	if !sleep(ctx, c.backoff(head.retry.failures)) {
+	if !sleep(ctx, head.parkedFor) {
 		return
 	}
 	if err := h.process(ctx, head, nil); err != nil {

@@ -51,7 +51,10 @@ type item struct {
 	span  trace.Span
 	start time.Time
 	retry retryState
-	ended bool // its duration is observed and its span ended
+	// parkedFor is the backoff before the lane's first retry, as logged
+	// when the item's partition was parked.
+	parkedFor time.Duration
+	ended     bool // its duration is observed and its span ended
 }
 
 // prepare reads msgs' envelopes and checks them, in fetch order. Only an
@@ -282,6 +285,7 @@ func (h *handling) process(ctx context.Context, it *item, failed error) error {
 		wait := c.backoff(it.retry.failures)
 		c.recordRetry(it, err, class, wait, h.lanes != nil)
 		if h.lanes != nil {
+			it.parkedFor = wait
 			h.park(ctx, it)
 			return nil
 		}
