@@ -388,3 +388,72 @@ func TestFullLaneHoldsTheConsumer(t *testing.T) {
 		}
 	}
 }
+
+// A rebalance while a partition is parked: the lane may go on with a
+// partition that moved to the new member, which then applies the same
+// messages; the inbox keeps every event applied once, each key in order.
+func TestRebalanceWhileParked(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, 2)
+	a, b := keysOn(t, 0, 2, 1)[0], keysOn(t, 1, 2, 1)[0]
+	stuck := event(t, a, 1)
+	want := []events.Envelope{stuck, event(t, a, 2), event(t, b, 1)}
+	s.produceEvents(want...)
+
+	released := make(chan struct{})
+	var mu sync.Mutex
+	attempts := map[string]int{} // consumer -> attempts at the stuck event
+	handler := func(name string) map[string]consumer.Handler {
+		h := appendEffect(name)
+		return map[string]consumer.Handler{typeAppended: func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+			if e.ID == stuck.ID {
+				mu.Lock()
+				attempts[name]++
+				mu.Unlock()
+				select {
+				case <-released:
+				default:
+					return consumer.Transient(errors.New("dependency down"))
+				}
+			}
+			return h(ctx, tx, e)
+		}}
+	}
+	attemptsBy := func(name string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return attempts[name]
+	}
+	s.start(s.config(handler("first")))
+	s.waitEffects(1, 20*time.Second) // b's, while a's partition is parked
+	testenv.WaitFor(t, 20*time.Second, "the first member retrying", func() bool { return attemptsBy("first") >= 2 })
+
+	// The second member joins; it owns one of the partitions once it either
+	// applies an event of b or retries the stuck one.
+	s.start(s.config(handler("second")))
+	joined := false
+	for seq := 2; !joined && seq < 60; seq++ {
+		e := event(t, b, seq)
+		s.produceEvents(e)
+		want = append(want, e)
+		deadline := time.Now().Add(500 * time.Millisecond)
+		for !joined && time.Now().Before(deadline) {
+			for _, eff := range s.effects() {
+				joined = joined || eff.Consumer == "second"
+			}
+			joined = joined || attemptsBy("second") > 0
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if !joined {
+		t.Fatal("the second member never took a partition")
+	}
+	close(released)
+	more := []events.Envelope{event(t, a, 3), event(t, b, 100)}
+	s.produceEvents(more...)
+	want = append(want, more...)
+	checkOnceInOrder(t, s.waitEffects(len(want), 30*time.Second), want)
+	if got := metric(t, s.reg, "consumer_dead_lettered_total", map[string]string{"group": s.group}); got != 0 {
+		t.Errorf("dead_lettered_total = %v, want 0", got)
+	}
+}
