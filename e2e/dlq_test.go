@@ -73,6 +73,17 @@ END $$`,
 	if got := s.order(o.OrderID); got.Status != "PAID" {
 		t.Fatalf("order after the dead letter: %+v", got)
 	}
+	// The order service's dead-letter watch has seen it: the order says it
+	// is stuck, and on what.
+	var st stuckOrder
+	eventually(t, sagaTimeout, "order "+o.OrderID+" stuck on its dead letter", func() bool {
+		st = s.stuckOrder(o.OrderID)
+		return st.Stuck
+	})
+	if !strings.Contains(st.StuckReason, "PaymentProcessed dead-lettered by inventory (max_attempts)") || len(st.DeadLetters) != 1 ||
+		st.DeadLetters[0].Offset != l.Position.Offset {
+		t.Fatalf("stuck order %+v", st)
+	}
 	paid := int64(10_000 - price*qty)
 	if b := s.balance("c-dlq"); b != paid {
 		t.Fatalf("balance %d, want %d", b, paid)
@@ -90,6 +101,9 @@ END $$`,
 		t.Fatalf("order after the replay: %+v", final)
 	}
 	s.waitEmail(o.OrderID, "order_shipped")
+	if st := s.stuckOrder(o.OrderID); st.Stuck || len(st.DeadLetters) != 1 {
+		t.Fatalf("shipped order %+v", st)
+	}
 	eventually(t, sagaTimeout, "the reservation released at shipping", func() bool {
 		p := s.product(sku)
 		return p.Available == 10-qty && p.Reserved == 0
@@ -203,6 +217,26 @@ func (s *stack) admin(statements ...string) {
 func (s *stack) order(id string) order {
 	s.t.Helper()
 	var o order
+	if code := s.call(http.MethodGet, "order", "/orders/"+id, nil, &o); code != http.StatusOK {
+		s.t.Fatalf("GET /orders/%s: %d", id, code)
+	}
+	return o
+}
+
+// stuckOrder is what GET /orders/{id} says about an order being stuck.
+type stuckOrder struct {
+	Stuck       bool   `json:"stuck"`
+	StuckReason string `json:"stuck_reason"`
+	DeadLetters []struct {
+		Topic  string `json:"dlq_topic"`
+		Offset int64  `json:"dlq_offset"`
+		Reason string `json:"reason"`
+	} `json:"dead_letters"`
+}
+
+func (s *stack) stuckOrder(id string) stuckOrder {
+	s.t.Helper()
+	var o stuckOrder
 	if code := s.call(http.MethodGet, "order", "/orders/"+id, nil, &o); code != http.StatusOK {
 		s.t.Fatalf("GET /orders/%s: %d", id, code)
 	}

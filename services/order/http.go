@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/sagashop/sagashop/pkg/deadletter"
 	"github.com/sagashop/sagashop/pkg/events"
 	"github.com/sagashop/sagashop/pkg/telemetry"
 	"github.com/sagashop/sagashop/pkg/web"
@@ -23,7 +25,8 @@ var problems = web.Problems{
 //
 //	POST /orders       place an order (optional Idempotency-Key header)
 //	GET  /orders/{id}  read an order, its status and deadline (stuck: past
-//	                   it and still open)
+//	                   it and still open, or open with an event of it
+//	                   dead-lettered; dead_letters lists those)
 func (s *service) routes(r chi.Router) {
 	r.Post("/orders", s.handleCreate)
 	r.Get("/orders/{id}", s.handleGet)
@@ -46,14 +49,18 @@ type createdResponse struct {
 }
 
 // orderResponse is the response to GET /orders/{id}: the order as it is now.
-// Stuck is true while the order is past its deadline and still not shipped
-// or cancelled, and StuckReason says what it waits for.
+// Stuck is true while the order is still not shipped or cancelled and is
+// past its deadline or has an event some consumer dead-lettered, and
+// StuckReason says what it waits for. DeadLetters are the order's events
+// found in the dead-letter topics (the dead-letter watch records them), also
+// once it has ended.
 type orderResponse struct {
 	createdResponse
-	UpdatedAt   time.Time  `json:"updated_at"`
-	ExpiredAt   *time.Time `json:"expired_at,omitempty"`
-	Stuck       bool       `json:"stuck"`
-	StuckReason string     `json:"stuck_reason,omitempty"`
+	UpdatedAt   time.Time             `json:"updated_at"`
+	ExpiredAt   *time.Time            `json:"expired_at,omitempty"`
+	Stuck       bool                  `json:"stuck"`
+	StuckReason string                `json:"stuck_reason,omitempty"`
+	DeadLetters []deadletter.Recorded `json:"dead_letters"`
 }
 
 // newCreatedResponse returns o with its current status and reason.
@@ -115,7 +122,16 @@ func (s *service) handleGet(w http.ResponseWriter, r *http.Request) {
 		at := o.ExpiredAt.UTC()
 		resp.ExpiredAt = &at
 	}
+	resp.DeadLetters, err = deadletter.ForOrder(r.Context(), s.pool, id)
+	if err != nil {
+		problems.Write(w, r, err)
+		return
+	}
 	resp.StuckReason = Stuck(o.Status, o.Deadline, o.ExpiredAt != nil, time.Now())
+	if n := len(resp.DeadLetters); resp.StuckReason == "" && n > 0 && !o.Status.Terminal() {
+		l := resp.DeadLetters[n-1]
+		resp.StuckReason = fmt.Sprintf("%s dead-lettered by %s (%s); replay: sagashopctl dlq replay %s", l.EventType, l.Group, l.Reason, l.Position())
+	}
 	resp.Stuck = resp.StuckReason != ""
 	web.Encode(w, http.StatusOK, resp)
 }

@@ -160,7 +160,7 @@ func TestCreateAndGetOrder(t *testing.T) {
 	}
 	got, fields := decodeBody(t, rec)
 	hasKeys(t, fields, "order_id", "customer_id", "email", "status", "total_cents", "currency", "items", "reason", "created_at", "updated_at",
-		"deadline", "stuck")
+		"deadline", "stuck", "dead_letters")
 	if got.OrderID != created.OrderID || got.Status != "PENDING" || got.TotalCents != created.TotalCents ||
 		got.CreatedAt != created.CreatedAt || got.UpdatedAt != created.CreatedAt ||
 		got.Deadline != created.Deadline || got.Stuck || got.StuckReason != "" ||

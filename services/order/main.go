@@ -35,6 +35,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sagashop/sagashop/pkg/deadletter"
 	"github.com/sagashop/sagashop/pkg/platform"
 )
 
@@ -68,6 +69,19 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	return p.Run(ctx, platform.Parts{
 		Routes:   s.routes,
 		Handlers: s.handlers(),
-		Workers:  map[string]func(context.Context) error{"sweeper": s.sweeper},
+		Workers: map[string]func(context.Context) error{
+			"sweeper": s.sweeper,
+			// Every consumer group's dead letters, recorded for the orders
+			// they concern (order_dead_letters), so GET /orders/{id} can say
+			// an order is stuck on one.
+			"dead-letter watch": func(ctx context.Context) error {
+				return deadletter.Watch(ctx, deadletter.WatchConfig{
+					Brokers: cfg.Platform.Brokers,
+					Group:   serviceName + ".dlq-watch",
+					Handle:  deadletter.Recorder(p.Pool),
+					Logger:  p.Logger,
+				})
+			},
+		},
 	})
 }
