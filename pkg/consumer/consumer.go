@@ -99,6 +99,11 @@ type Config struct {
 	// DeadLetter writes to events.DeadLetterTopic(Group); nil means
 	// broker.NewWriter(Brokers), closed when Run returns.
 	DeadLetter Publisher
+	// DeadLetterTopic is how the dead-letter topic is created when it is
+	// missing (replication factor, retention); its Name is ignored. Zero
+	// means events.Partitions partitions, replication factor 1 and the
+	// broker's retention.
+	DeadLetterTopic broker.TopicSpec
 
 	Logger         *slog.Logger          // nil discards
 	TracerProvider trace.TracerProvider  // nil = noop
@@ -418,7 +423,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 func (c *Consumer) ensureDeadLetterTopic(ctx context.Context) {
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := broker.EnsureTopics(tctx, c.cfg.Brokers, events.Partitions, c.dlqTopic); err != nil && ctx.Err() == nil {
+	spec := c.cfg.DeadLetterTopic
+	spec.Name = c.dlqTopic
+	if spec.Partitions == 0 {
+		spec.Partitions = events.Partitions
+	}
+	if spec.ReplicationFactor == 0 {
+		spec.ReplicationFactor = 1
+	}
+	if _, err := broker.CreateTopics(tctx, c.cfg.Brokers, spec); err != nil && ctx.Err() == nil {
 		c.log.Warn("ensure dead-letter topic", telemetry.LogTopic, c.dlqTopic, telemetry.Err(err))
 	}
 }

@@ -56,8 +56,42 @@ type Config struct {
 	DBMaxConns  int32  // DB_MAX_CONNS
 	Brokers     []string
 	Topics      TopicConfig
+	Consumer    ConsumerConfig
 	Trace       telemetry.TraceConfig
 	LogLevel    slog.Level // LOG_LEVEL: debug, info, warn, error
+}
+
+// ConsumerConfig is what a service's consumer takes from the environment;
+// zero values mean pkg/consumer's defaults.
+type ConsumerConfig struct {
+	// UnknownVersionWait (CONSUMER_UNKNOWN_VERSION_WAIT, Go duration,
+	// default 15m) is how long an event of a schema version newer than this
+	// build knows is retried (a rolling deploy: the producer is already
+	// upgraded) before it is dead-lettered with reason unknown_version.
+	UnknownVersionWait time.Duration
+	// ParkedMessages (CONSUMER_PARKED_MESSAGES, default 10000) is the most
+	// messages a failing partition's lane holds before the consumer waits.
+	ParkedMessages int
+}
+
+func parseConsumerConfig(getenv func(string) string) (ConsumerConfig, []error) {
+	var c ConsumerConfig
+	var problems []error
+	if v := getenv("CONSUMER_UNKNOWN_VERSION_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			problems = append(problems, fmt.Errorf("CONSUMER_UNKNOWN_VERSION_WAIT %q: want a positive Go duration (15m)", v))
+		}
+		c.UnknownVersionWait = d
+	}
+	if v := getenv("CONSUMER_PARKED_MESSAGES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			problems = append(problems, fmt.Errorf("CONSUMER_PARKED_MESSAGES %q: want an integer >= 1", v))
+		}
+		c.ParkedMessages = n
+	}
+	return c, problems
 }
 
 // TopicConfig is how a service creates the topics it needs (when they do not
@@ -175,6 +209,9 @@ func ParseConfig(getenv func(string) string, service, defaultHTTPAddr string) (C
 	var topicProblems []error
 	c.Topics, topicProblems = parseTopicConfig(getenv)
 	problems = append(problems, topicProblems...)
+	var consumerProblems []error
+	c.Consumer, consumerProblems = parseConsumerConfig(getenv)
+	problems = append(problems, consumerProblems...)
 	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
 		problems = append(problems, fmt.Errorf("LOG_LEVEL: %w", err))
 	}
@@ -198,6 +235,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("kafka_min_insync_replicas", c.Topics.MinInsyncReplicas),
 		slog.String("kafka_topic_retention", retention(c.Topics.Retention)),
 		slog.String("kafka_dlq_retention", retention(c.Topics.DeadLetterRetention)),
+		slog.Duration("consumer_unknown_version_wait", c.Consumer.UnknownVersionWait),
+		slog.Int("consumer_parked_messages", c.Consumer.ParkedMessages),
 		slog.String("otel_endpoint", c.Trace.Endpoint),
 		slog.Bool("otel_disabled", c.Trace.Disabled),
 		slog.String("otel_traces_sampler", c.Trace.Sampler),
@@ -516,14 +555,19 @@ func (p *Platform) Run(ctx context.Context, parts Parts) error {
 	g.Go(func() error { return relay.Run(ctx) })
 	if len(parts.Handlers) > 0 {
 		cons, err := consumer.New(consumer.Config{
-			Brokers:        p.Config.Brokers,
-			Group:          p.Config.Service,
-			Handlers:       parts.Handlers,
-			Pool:           p.Pool,
-			DeadLetter:     p.Writer,
-			Logger:         p.Logger,
-			TracerProvider: p.TracerProvider,
-			Registerer:     p.Registry,
+			Brokers:    p.Config.Brokers,
+			Group:      p.Config.Service,
+			Handlers:   parts.Handlers,
+			Pool:       p.Pool,
+			DeadLetter: p.Writer,
+			// Start created it already; the consumer creates it again, the
+			// same way, should it be deleted while the service runs.
+			DeadLetterTopic:    p.Config.Topics.DeadLetterTopic(events.DeadLetterTopic(p.Config.Service)),
+			Logger:             p.Logger,
+			TracerProvider:     p.TracerProvider,
+			Registerer:         p.Registry,
+			UnknownVersionWait: p.Config.Consumer.UnknownVersionWait,
+			ParkedMessages:     p.Config.Consumer.ParkedMessages,
 		})
 		if err != nil {
 			return fmt.Errorf("consumer: %w", err)

@@ -30,6 +30,9 @@ func TestParseConfig(t *testing.T) {
 			if c.Topics != want {
 				t.Errorf("topics %+v, want %+v", c.Topics, want)
 			}
+			if c.Consumer != (ConsumerConfig{}) {
+				t.Errorf("consumer %+v, want the package's defaults (zero)", c.Consumer)
+			}
 			ev, dlq := c.Topics.EventTopic("orders.events"), c.Topics.DeadLetterTopic("payment.dlq")
 			if ev.ReplicationFactor != 1 || ev.Partitions != 3 || len(ev.Config) != 0 {
 				t.Errorf("event topic %+v: want RF 1, 3 partitions, the broker's settings", ev)
@@ -54,6 +57,14 @@ func TestParseConfig(t *testing.T) {
 		{"bad topic settings", map[string]string{"KAFKA_TOPIC_REPLICATION_FACTOR": "0", "KAFKA_MIN_INSYNC_REPLICAS": "x",
 			"KAFKA_TOPIC_RETENTION": "7d", "KAFKA_DLQ_RETENTION": "-1h"},
 			[]string{"KAFKA_TOPIC_REPLICATION_FACTOR", "KAFKA_MIN_INSYNC_REPLICAS", "KAFKA_TOPIC_RETENTION", "KAFKA_DLQ_RETENTION"}, nil},
+		{"consumer settings", map[string]string{"CONSUMER_UNKNOWN_VERSION_WAIT": "1h", "CONSUMER_PARKED_MESSAGES": "500"}, nil,
+			func(t *testing.T, c Config) {
+				if want := (ConsumerConfig{UnknownVersionWait: time.Hour, ParkedMessages: 500}); c.Consumer != want {
+					t.Errorf("consumer %+v, want %+v", c.Consumer, want)
+				}
+			}},
+		{"bad consumer settings", map[string]string{"CONSUMER_UNKNOWN_VERSION_WAIT": "-5m", "CONSUMER_PARKED_MESSAGES": "0"},
+			[]string{"CONSUMER_UNKNOWN_VERSION_WAIT", "CONSUMER_PARKED_MESSAGES"}, nil},
 		{"overrides", map[string]string{"HTTP_ADDR": "127.0.0.1:9999", "KAFKA_BROKERS": "k1:9092, k2:9092", "DB_MAX_CONNS": "4", "LOG_LEVEL": "debug"}, nil,
 			func(t *testing.T, c Config) {
 				if c.HTTPAddr != "127.0.0.1:9999" || len(c.Brokers) != 2 || c.Brokers[1] != "k2:9092" || c.DBMaxConns != 4 || c.LogLevel != slog.LevelDebug {
