@@ -59,7 +59,7 @@ func parseDLQ(args []string, getenv func(string) string, now time.Time) (dlqComm
 	filterFlags := func() {
 		fs.StringVar(&c.filter.Group, "group", "", "consumer group (reads only <group>.dlq)")
 		fs.StringVar(&c.filter.Type, "type", "", "event type")
-		fs.StringVar(&c.filter.Reason, "reason", "", "dead-letter reason (decode, handler, max_attempts, unexpected_source)")
+		fs.StringVar(&c.filter.Reason, "reason", "", "dead-letter reason (decode, handler, max_attempts, unknown_version, unexpected_source)")
 		fs.StringVar(&c.filter.OrderID, "order", "", "order id (the event's subject, else its key)")
 		fs.StringVar(&since, "since", "", "failed at or after")
 		fs.StringVar(&until, "until", "", "failed before")
