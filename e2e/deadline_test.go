@@ -23,7 +23,7 @@ import (
 // order expires (were it not, inventory would see the cancellation first
 // and never try the reservation that is to fail); and short enough for a
 // test.
-const deadlineStackSaga = 25 * time.Second
+const deadlineStackSaga = 30 * time.Second
 
 // deadLetterStep is one step of the saga whose event is dead-lettered: the
 // participant (its consumer group and schema), the event type it fails, and
