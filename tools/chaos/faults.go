@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/sagashop/sagashop/pkg/events"
+)
+
+// Fault kinds.
+const (
+	faultKill     = "kill"     // SIGKILL of one or more services, restarted after Hold
+	faultPause    = "pause"    // SIGSTOP of a service for Hold, then SIGCONT
+	faultKafka    = "kafka"    // broker SIGKILLed, restarted after Hold
+	faultPostgres = "postgres" // pg_ctl stop -m immediate, restarted after Hold
+	faultPoison   = "poison"   // a malformed message on orders.events
+)
+
+// fault is one planned fault.
+type fault struct {
+	At       time.Duration // after the load starts
+	Kind     string
+	Services []string      // kill, pause
+	Hold     time.Duration // down or paused for this long
+	// InFlight: a kill waits (up to 3 s) for the service to have work in
+	// flight (outbox rows or consumer lag) before it strikes.
+	InFlight bool
+}
+
+// plan draws the run's faults from its seed: kills and pauses at random
+// moments of the window, several services at once for one kill in five;
+// Kafka and PostgreSQL faults one at a time, each in a slot of its own;
+// poison messages at random moments. Sorted by At.
+func plan(cfg config) []fault {
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0xc4a05))
+	w := cfg.window()
+	at := func(from, to float64) time.Duration {
+		return time.Duration((from + rng.Float64()*(to-from)) * float64(w))
+	}
+	var out []fault
+	for left := cfg.Kills; left > 0; {
+		n := 1
+		if left > 1 && rng.IntN(5) == 0 {
+			n = 2 + rng.IntN(min(left, 3)-1)
+		}
+		perm := rng.Perm(len(services))
+		var names []string
+		for _, i := range perm[:n] {
+			names = append(names, services[i])
+		}
+		out = append(out, fault{
+			At: at(0.02, 0.9), Kind: faultKill, Services: names,
+			Hold:     time.Duration(200+rng.IntN(4800)) * time.Millisecond,
+			InFlight: rng.IntN(2) == 0,
+		})
+		left -= n
+	}
+	for range cfg.Pauses {
+		out = append(out, fault{At: at(0.05, 0.7), Kind: faultPause, Services: []string{services[rng.IntN(len(services))]}, Hold: cfg.Pause})
+	}
+	// Broker and database faults take turns in equal slots of the window.
+	var infra []string
+	for range cfg.Kafka {
+		infra = append(infra, faultKafka)
+	}
+	for range cfg.Postgres {
+		infra = append(infra, faultPostgres)
+	}
+	rng.Shuffle(len(infra), func(i, j int) { infra[i], infra[j] = infra[j], infra[i] })
+	for i, kind := range infra {
+		slot := 0.85 / float64(len(infra))
+		from := 0.05 + float64(i)*slot
+		out = append(out, fault{At: at(from, from+slot/3), Kind: kind, Hold: time.Duration(1000+rng.IntN(4000)) * time.Millisecond})
+	}
+	for range cfg.Poisons {
+		out = append(out, fault{At: at(0.05, 0.9), Kind: faultPoison})
+	}
+	slices.SortStableFunc(out, func(a, b fault) int { return int(a.At - b.At) })
+	return out
+}
+
+// faultRecord is what happened when a fault was injected.
+type faultRecord struct {
+	Kind     string        `json:"kind"`
+	At       float64       `json:"at_s"` // seconds after the load started
+	Services []string      `json:"services,omitempty"`
+	Hold     time.Duration `json:"hold_ns"`
+	// Kills: each service's work in flight at the moment of its kill.
+	InFlight []inFlight `json:"in_flight,omitempty"`
+	Error    string     `json:"error,omitempty"`
+	Took     float64    `json:"took_s"` // until restored (restart command returned)
+}
+
+type inFlight struct {
+	Service string  `json:"service"`
+	Outbox  int     `json:"outbox_rows"`
+	Lag     float64 `json:"consumer_lag"`
+	Waited  bool    `json:"waited_for_it"`
+}
+
+func (f inFlight) busy() bool { return f.Outbox > 0 || f.Lag > 0 }
+
+// injector carries the plan out.
+type injector struct {
+	st  *stack
+	log *logger
+
+	mu      sync.Mutex
+	poisons []string // keys of the poison messages written
+}
+
+func (in *injector) poisonKeys() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return slices.Clone(in.poisons)
+}
+
+// run injects every fault at its time and returns once all are undone.
+func (in *injector) run(ctx context.Context, p []fault, start time.Time) []faultRecord {
+	recs := make([]faultRecord, len(p))
+	var wg sync.WaitGroup
+	for i, f := range p {
+		if d := time.Until(start.Add(f.At)); d > 0 {
+			select {
+			case <-ctx.Done():
+				wg.Wait()
+				return recs[:i]
+			case <-time.After(d):
+			}
+		}
+		wg.Go(func() { recs[i] = in.inject(ctx, f, start) })
+	}
+	wg.Wait()
+	return recs
+}
+
+func (in *injector) inject(ctx context.Context, f fault, start time.Time) faultRecord {
+	began := time.Now()
+	rec := faultRecord{Kind: f.Kind, At: time.Since(start).Seconds(), Hold: f.Hold}
+	var err error
+	switch f.Kind {
+	case faultKill:
+		err = in.kill(ctx, f, &rec)
+	case faultPause:
+		name := in.pick(f.Services[0], nil)
+		rec.Services = []string{name}
+		if err = in.st.pause(name); err == nil {
+			in.log.printf("SIGSTOP %s for %s", name, f.Hold)
+			sleep(ctx, f.Hold)
+			err = in.st.resume(name)
+		}
+	case faultKafka:
+		in.st.infra.Lock()
+		in.log.printf("SIGKILL kafka, down %s", f.Hold)
+		if err = in.st.killKafka(); err == nil {
+			sleep(ctx, f.Hold)
+			err = in.st.startKafka(context.WithoutCancel(ctx))
+			in.log.printf("kafka back after %.1fs", time.Since(began).Seconds())
+		}
+		in.st.infra.Unlock()
+	case faultPostgres:
+		in.st.infra.Lock()
+		in.log.printf("postgres stop -m immediate, down %s", f.Hold)
+		if err = in.st.stopPostgres(ctx); err == nil {
+			sleep(ctx, f.Hold)
+			err = in.st.startPostgres(context.WithoutCancel(ctx))
+			in.log.printf("postgres back after %.1fs", time.Since(began).Seconds())
+		}
+		in.st.infra.Unlock()
+	case faultPoison:
+		err = in.poison(ctx)
+	}
+	if err != nil {
+		rec.Error = err.Error()
+		in.log.printf("%s: %v", f.Kind, err)
+	}
+	rec.Took = time.Since(began).Seconds()
+	return rec
+}
+
+// pick is want if it runs and is not taken, else the first service that is.
+func (in *injector) pick(want string, taken []string) string {
+	if in.st.running(want) && !slices.Contains(taken, want) {
+		return want
+	}
+	for _, name := range services {
+		if in.st.running(name) && !slices.Contains(taken, name) {
+			return name
+		}
+	}
+	return want
+}
+
+func (in *injector) kill(ctx context.Context, f fault, rec *faultRecord) error {
+	var names []string
+	for _, want := range f.Services {
+		names = append(names, in.pick(want, names))
+	}
+	rec.Services = names
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []string
+	for _, name := range names {
+		wg.Go(func() {
+			fl := in.probe(ctx, name)
+			if f.InFlight && !fl.busy() {
+				deadline := time.Now().Add(3 * time.Second)
+				for !fl.busy() && time.Now().Before(deadline) && ctx.Err() == nil {
+					sleep(ctx, 20*time.Millisecond)
+					fl = in.probe(ctx, name)
+				}
+				fl.Waited = true
+			}
+			err := in.st.kill(name)
+			in.log.printf("SIGKILL %s (outbox %d, lag %.0f), restart in %s", name, fl.Outbox, fl.Lag, f.Hold)
+			mu.Lock()
+			rec.InFlight = append(rec.InFlight, fl)
+			if err != nil {
+				errs = append(errs, err.Error())
+			}
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+			sleep(ctx, f.Hold)
+			if err := in.st.restart(name); err != nil {
+				mu.Lock()
+				errs = append(errs, err.Error())
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// probe reads a service's work in flight: the rows in its outbox (read as
+// the superuser) and its consumer lag (its /metrics). Either may be
+// unreadable while PostgreSQL is down; what was read is returned.
+func (in *injector) probe(ctx context.Context, name string) inFlight {
+	fl := inFlight{Service: name}
+	qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	_ = in.st.admin.QueryRow(qctx, fmt.Sprintf("SELECT count(*) FROM %s_svc.outbox", name)).Scan(&fl.Outbox)
+	fl.Lag, _ = metricSum(qctx, in.st.client, in.st.url(name), "consumer_lag")
+	return fl
+}
+
+// poison writes one message without CloudEvents headers to orders.events:
+// every group reading that topic (payment, inventory, shipping, email) must
+// dead-letter it once, and nothing else. It waits its turn behind a Kafka or
+// PostgreSQL fault, and counts a message only once the broker acknowledged
+// it (a write in doubt is retried with the same key, which could make one
+// key two letters: the check counts by key).
+func (in *injector) poison(ctx context.Context) error {
+	in.st.infra.Lock()
+	defer in.st.infra.Unlock()
+	in.mu.Lock()
+	key := "chaos-poison-" + strconv.Itoa(len(in.poisons))
+	in.mu.Unlock()
+	w := &kafka.Writer{
+		Addr: kafka.TCP(in.st.brokers()...), Topic: events.TopicOrders, RequiredAcks: kafka.RequireAll,
+		MaxAttempts: 1, WriteTimeout: 5 * time.Second,
+	}
+	defer w.Close()
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = w.WriteMessages(wctx, kafka.Message{Key: []byte(key), Value: []byte("not an event {")})
+		cancel()
+		if err == nil {
+			in.mu.Lock()
+			in.poisons = append(in.poisons, key)
+			in.mu.Unlock()
+			in.log.printf("poison message %s on %s", key, events.TopicOrders)
+			return nil
+		}
+		sleep(ctx, time.Second)
+	}
+	return fmt.Errorf("poison %s: %w", key, err)
+}
+
+// metricSum sums the samples of a metric on a service's /metrics.
+func metricSum(ctx context.Context, client *http.Client, base, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
