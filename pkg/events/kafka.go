@@ -2,6 +2,7 @@ package events
 
 import (
 	"fmt"
+	"mime"
 	"strconv"
 	"time"
 
@@ -76,8 +77,11 @@ func FromMessage(m kafka.Message) (Envelope, error) {
 	if v := Header(m, HeaderSpecVersion); v != specVersion {
 		return Envelope{}, fmt.Errorf("%w: specversion %q", ErrMalformed, v)
 	}
-	if ct := Header(m, HeaderContentType); ct != "" && ct != contentType {
-		return Envelope{}, fmt.Errorf("%w: %q", ErrUnsupportedContent, ct)
+	if ct := Header(m, HeaderContentType); ct != "" {
+		// Parameters (charset=utf-8) and case do not change the media type.
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != contentType {
+			return Envelope{}, fmt.Errorf("%w: %.64q", ErrUnsupportedContent, ct)
+		}
 	}
 	e := Envelope{
 		ID:            Header(m, HeaderID),

@@ -70,6 +70,9 @@ func orderCreatedV1toV2(data json.RawMessage) (json.RawMessage, error) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	if m == nil { // the data was null, which unmarshals without an error
+		return nil, fmt.Errorf("%w: data is null, not an object", ErrMalformed)
+	}
 	if email, ok := m["customer_email"]; ok {
 		m["email"] = email
 		delete(m, "customer_email")
