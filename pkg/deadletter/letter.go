@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,10 @@ const (
 	HeaderReplayCount  = "replay.count" // 1 for the first replay of a message
 	HeaderReplayedAt   = "replay.at"    // RFC 3339, UTC
 )
+
+// maxReplayCount bounds the replay.count header Decode reads: a larger one
+// is reported in Problems and read as 0.
+const maxReplayCount = math.MaxInt32
 
 // suffix ends the name of every dead-letter topic (events.DeadLetterTopic).
 func suffix() string { return events.DeadLetterTopic("") }
@@ -176,11 +181,15 @@ func Decode(m kafka.Message) Letter {
 		l.FailedAt = t
 	}
 	if v := events.Header(m, HeaderReplayCount); v != "" {
+		// Atoi returns the nearest int on overflow; a count of maxReplayCount
+		// or more is a forged header, not a history (and would overflow the
+		// next replay's count and order_dead_letters.replay_count).
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			l.Problems = append(l.Problems, fmt.Sprintf("%s %q is not a count", HeaderReplayCount, v))
+		if err != nil || n < 0 || n >= maxReplayCount {
+			l.Problems = append(l.Problems, fmt.Sprintf("%.32s %.64q is not a count from 0 to %d", HeaderReplayCount, v, maxReplayCount-1))
+			n = 0
 		}
-		l.ReplayCount = max(n, 0)
+		l.ReplayCount = n
 	}
 	topic := events.Header(m, consumer.HeaderDLQOriginalTopic)
 	if topic == "" {

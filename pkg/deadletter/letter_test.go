@@ -124,6 +124,15 @@ func TestDecodeMalformed(t *testing.T) {
 			}},
 			wantGroup: "payment", wantOrder: "k2", wantProblems: 3, replayable: true,
 		},
+		{
+			// Atoi clamps it to MaxInt64, whose replay would count -MaxInt64-1
+			// (FuzzDecode seed replay-count-overflow).
+			name: "replay count past int32",
+			msg: kafka.Message{Topic: "payment.dlq", Key: []byte("k3"), Headers: []kafka.Header{
+				{Key: deadletter.HeaderReplayCount, Value: []byte("99999999999999999999")},
+			}},
+			wantGroup: "payment", wantOrder: "k3", wantProblems: 5,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package deadletter
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -57,11 +58,19 @@ func Record(ctx context.Context, db Execer, l Letter) (recorded bool, err error)
 	if !l.FailedAt.IsZero() {
 		failedAt = &l.FailedAt
 	}
-	if _, err := db.Exec(ctx, insertLetter, l.Position.Topic, l.Position.Partition, l.Position.Offset, id,
-		l.Group, l.EventType, l.EventID, l.Reason, l.Error, failedAt, l.ReplayCount); err != nil {
+	if _, err := db.Exec(ctx, insertLetter, text(l.Position.Topic), l.Position.Partition, l.Position.Offset, id,
+		text(l.Group), text(l.EventType), text(l.EventID), text(l.Reason), text(l.Error), failedAt, l.ReplayCount); err != nil {
 		return false, fmt.Errorf("record dead letter %s of order %s: %w", l.Position, id, err)
 	}
 	return true, nil
+}
+
+// text is s as a PostgreSQL text value can hold it: the headers of a
+// letter are whatever bytes its producer sent, and PostgreSQL refuses
+// invalid UTF-8 and NUL, which would leave the watch retrying the letter
+// forever. Both become U+FFFD.
+func text(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // Recorder is a WatchConfig.Handle that records each letter with Record.
