@@ -14,6 +14,7 @@ import (
 
 // invariant is one checked property and what broke it.
 type invariant struct {
+	ID         string   `json:"id"`
 	Name       string   `json:"name"`
 	OK         bool     `json:"ok"`
 	Violations []string `json:"violations,omitempty"` // at most maxViolations
@@ -28,6 +29,10 @@ type results struct {
 	// TerminalAfterHeal: seconds from heal until every acknowledged order
 	// had ended (-1: not within the drain).
 	TerminalAfterHeal float64 `json:"terminal_after_heal_s"`
+	// Sabotaged: with -sabotage, the invariants broken on purpose, which
+	// must fail (and only they).
+	Sabotaged map[string]bool `json:"sabotaged,omitempty"`
+	Error     string          `json:"error,omitempty"` // the sabotage could not be done
 }
 
 // poisonGroups are the consumer groups that read orders.events, where the
@@ -60,23 +65,31 @@ func checkAll(ctx context.Context, st *stack, cfg config, fx *fixtures, h *histo
 		}
 	}
 	st.log.printf("orders terminal after heal: %.1fs (%d still open)", res.TerminalAfterHeal, len(open))
-	res.Invariants = append(res.Invariants, verdict("every acknowledged order terminal within heal + drain", open))
+	res.Invariants = append(res.Invariants, verdict("terminal", "every acknowledged order terminal within heal + drain", open))
 
+	if cfg.Sabotage {
+		broken, err := sabotage(ctx, st, h)
+		if err != nil {
+			res.Error = err.Error()
+		}
+		res.Sabotaged = broken
+		st.log.printf("sabotaged %d invariants on purpose: each must fail", len(broken))
+	}
 	settle := time.Now().Add(30 * time.Second)
 	checks := []struct {
-		name string
-		fn   func() []string
+		id, name string
+		fn       func() []string
 	}{
-		{"every request answered (after heal at the latest)", func() []string { return unanswered(h) }},
-		{"every order in the database is in the history", func() []string { return unknownOrders(ctx, st, acked) }},
-		{"each order's outcome fits its scenario", func() []string { return outcomes(acked) }},
-		{"no order charged twice, none charged that did not ship", func() []string { return charges(ctx, st, acked) }},
-		{"money conserved per customer (deposits - shipped = balance)", func() []string { return money(ctx, st, fx, acked) }},
-		{"stock conserved per SKU (initial - shipped = available, none reserved)", func() []string { return stock(ctx, st, fx, acked) }},
-		{"one shipment per shipped order, none for a cancelled one", func() []string { return shipments(ctx, st, acked) }},
-		{"one email per (order, kind), of the order's outcome, sent", func() []string { return emails(ctx, st, acked) }},
-		{"every outbox drained, no outbox dead letter", func() []string { return outboxes(ctx, st) }},
-		{"dead-letter topics hold exactly the poison messages", func() []string { return deadLetters(ctx, st, poisons) }},
+		{"answered", "every request answered (after heal at the latest)", func() []string { return unanswered(h) }},
+		{"known", "every order in the database is in the history", func() []string { return unknownOrders(ctx, st, acked) }},
+		{"outcome", "each order's outcome fits its scenario", func() []string { return outcomes(acked) }},
+		{"charged", "no order charged twice, none charged that did not ship", func() []string { return charges(ctx, st, acked) }},
+		{"money", "money conserved per customer (deposits - shipped = balance)", func() []string { return money(ctx, st, fx, acked) }},
+		{"stock", "stock conserved per SKU (initial - shipped = available, none reserved)", func() []string { return stock(ctx, st, fx, acked) }},
+		{"shipments", "one shipment per shipped order, none for a cancelled one", func() []string { return shipments(ctx, st, acked) }},
+		{"emails", "one email per (order, kind), of the order's outcome, sent", func() []string { return emails(ctx, st, acked) }},
+		{"outboxes", "every outbox drained, no outbox dead letter", func() []string { return outboxes(ctx, st) }},
+		{"deadletters", "dead-letter topics hold exactly the poison messages", func() []string { return deadLetters(ctx, st, poisons) }},
 	}
 	for _, c := range checks {
 		var v []string
@@ -86,14 +99,14 @@ func checkAll(ctx context.Context, st *stack, cfg config, fx *fixtures, h *histo
 				break
 			}
 		}
-		res.Invariants = append(res.Invariants, verdict(c.name, v))
+		res.Invariants = append(res.Invariants, verdict(c.id, c.name, v))
 	}
 	return res
 }
 
-func verdict(name string, v []string) invariant {
+func verdict(id, name string, v []string) invariant {
 	sort.Strings(v)
-	inv := invariant{Name: name, OK: len(v) == 0, Count: len(v)}
+	inv := invariant{ID: id, Name: name, OK: len(v) == 0, Count: len(v)}
 	inv.Violations = v[:min(len(v), maxViolations)]
 	return inv
 }

@@ -161,6 +161,7 @@ func (in *injector) inject(ctx context.Context, f fault, start time.Time) faultR
 		}
 	case faultKafka:
 		in.st.infra.Lock()
+		began, rec.At = time.Now(), time.Since(start).Seconds() // from when its turn came
 		in.log.printf("SIGKILL kafka, down %s", f.Hold)
 		if err = in.st.killKafka(); err == nil {
 			sleep(ctx, f.Hold)
@@ -170,6 +171,7 @@ func (in *injector) inject(ctx context.Context, f fault, start time.Time) faultR
 		in.st.infra.Unlock()
 	case faultPostgres:
 		in.st.infra.Lock()
+		began, rec.At = time.Now(), time.Since(start).Seconds()
 		in.log.printf("postgres stop -m immediate, down %s", f.Hold)
 		if err = in.st.stopPostgres(ctx); err == nil {
 			sleep(ctx, f.Hold)

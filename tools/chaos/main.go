@@ -81,6 +81,7 @@ type config struct {
 	Seed      uint64
 	Customers int
 	SKUs      int
+	Sabotage  bool // check the checker: break what invariants guard, expect exactly those to fail
 
 	Root                string // the repository
 	Local               string // the private stack's state folder
@@ -99,9 +100,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c config
-	fs.IntVar(&c.Orders, "orders", 300, "orders placed")
+	fs.IntVar(&c.Orders, "orders", 400, "orders placed")
 	fs.Float64Var(&c.Rate, "rate", 20, "orders a second (open loop); the faults are spread over orders/rate seconds")
-	fs.IntVar(&c.Kills, "kills", 6, "service processes SIGKILLed (several at once sometimes; each counts)")
+	fs.IntVar(&c.Kills, "kills", 5, "service processes SIGKILLed (several at once sometimes; each counts)")
 	fs.IntVar(&c.Pauses, "pauses", 1, "services paused with SIGSTOP, longer than the consumer session timeout (10 s)")
 	fs.IntVar(&c.Kafka, "kafka-restarts", 1, "times the Kafka broker is SIGKILLed and restarted")
 	fs.IntVar(&c.Postgres, "postgres-restarts", 1, "times PostgreSQL is stopped with -m immediate and restarted")
@@ -111,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Uint64Var(&c.Seed, "seed", 0, "seed of the plan (0: from the clock; printed either way)")
 	fs.IntVar(&c.Customers, "customers", 50, "paying customers")
 	fs.IntVar(&c.SKUs, "skus", 20, "products in stock")
+	fs.BoolVar(&c.Sabotage, "sabotage", false, "check the checker: after the drain, break one thing each of most invariants guards; the run passes only if exactly those invariants fail")
 	fs.StringVar(&c.Root, "root", "../..", "the repository's root")
 	fs.StringVar(&c.Local, "local", "", "the private stack's state folder (default ROOT/.local/chaos)")
 	fs.StringVar(&c.Out, "out", "", "folder for report.json, report.md and the logs (default ROOT/.local/chaos/run-<time>)")

@@ -91,9 +91,11 @@ func newReport(cfg config, h *history, faults []faultRecord, loadStart, loadEnd,
 			r.FaultErrs = append(r.FaultErrs, fmt.Sprintf("%s at %.1fs: %s", f.Kind, f.At, f.Error))
 		}
 	}
-	r.Passed = len(r.FaultErrs) == 0
+	// Each invariant holds, or, with -sabotage, fails exactly when it was
+	// sabotaged.
+	r.Passed = len(r.FaultErrs) == 0 && res.Error == ""
 	for _, inv := range res.Invariants {
-		r.Passed = r.Passed && inv.OK
+		r.Passed = r.Passed && inv.OK != res.Sabotaged[inv.ID]
 	}
 	return r
 }
@@ -138,11 +140,20 @@ func (r *report) markdown(w io.Writer) {
 	for _, e := range r.SelfExits {
 		fmt.Fprintf(w, "- unexpected exit: %s\n", e)
 	}
+	if r.Results.Sabotaged != nil {
+		fmt.Fprintf(w, "- sabotage (checking the checker): the invariants marked sabotaged were broken on purpose after the drain and must fail\n")
+	}
+	if r.Results.Error != "" {
+		fmt.Fprintf(w, "- error: %s\n", r.Results.Error)
+	}
 	fmt.Fprintf(w, "\n| invariant | result |\n|---|---|\n")
 	for _, inv := range r.Results.Invariants {
 		res := "ok"
 		if !inv.OK {
 			res = fmt.Sprintf("**FAILED** (%d): %s", inv.Count, strings.Join(inv.Violations, "; "))
+		}
+		if r.Results.Sabotaged[inv.ID] {
+			res = "sabotaged, " + res
 		}
 		fmt.Fprintf(w, "| %s | %s |\n", inv.Name, res)
 	}
