@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -78,8 +79,11 @@ func NewRouter(cfg RouterConfig) (*chi.Mux, error) {
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		WriteProblem(w, Problem{Status: http.StatusNotFound, Detail: "no such resource"})
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
-		WriteProblem(w, Problem{Status: http.StatusMethodNotAllowed})
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		allowed := allowedMethods(r, req)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		WriteProblem(w, Problem{Status: http.StatusMethodNotAllowed,
+			Detail: fmt.Sprintf("%s is not allowed on this resource; it allows %s", req.Method, strings.Join(allowed, ", "))})
 	})
 	r.Get("/livez", func(w http.ResponseWriter, _ *http.Request) {
 		Encode(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -87,6 +91,27 @@ func NewRouter(cfg RouterConfig) (*chi.Mux, error) {
 	r.Get("/readyz", readyHandler(cfg.Ready))
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	return r, nil
+}
+
+// methods are the methods a 405 may list in its Allow header.
+var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodTrace, http.MethodConnect}
+
+// allowedMethods returns the methods r routes for req's path (RFC 9110,
+// 15.5.6: a 405 says them in Allow). chi's own 405 handler sets Allow, but
+// a custom one is given only the request.
+func allowedMethods(r *chi.Mux, req *http.Request) []string {
+	path := req.URL.RawPath
+	if path == "" {
+		path = req.URL.Path
+	}
+	var allowed []string
+	for _, m := range methods {
+		if r.Match(chi.NewRouteContext(), m, path) {
+			allowed = append(allowed, m)
+		}
+	}
+	return allowed
 }
 
 // Handler wraps router in OpenTelemetry HTTP instrumentation: a server span

@@ -163,3 +163,37 @@ func TestRouterCountsRequestsByRoute(t *testing.T) {
 	}
 	t.Fatal("no http_requests_total{route=\"/things/{id}\",status=\"200\"} 2")
 }
+
+// A 405 says which methods the resource allows, in Allow and in its detail
+// (the bad-input matrix, e2e TestBadInput, found it saying neither).
+func TestMethodNotAllowedSaysWhatIsAllowed(t *testing.T) {
+	h, _ := newTestRouter(nil)
+	tests := []struct {
+		method, path, allow string
+	}{
+		{http.MethodDelete, "/things/1", "GET"},
+		{http.MethodPatch, "/things/%2E%2E", "GET"},
+		{http.MethodTrace, "/things/1", "GET"},
+		{http.MethodPost, "/livez", "GET"},
+		{http.MethodPut, "/metrics", "GET"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+			if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("%d %s: %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+			}
+			if got := rec.Header().Get("Allow"); got != tt.allow {
+				t.Errorf("Allow %q, want %q", got, tt.allow)
+			}
+			var p Problem
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+				t.Fatal(err)
+			}
+			if want := tt.method + " is not allowed on this resource; it allows " + tt.allow; p.Detail != want {
+				t.Errorf("detail %q, want %q", p.Detail, want)
+			}
+		})
+	}
+}
