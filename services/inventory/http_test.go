@@ -131,6 +131,9 @@ func TestPutProductRejectsBadInput(t *testing.T) {
 		{"bad stock, bad price", "/products/MUG", "application/json", `{"name": "Mug", "price_cents": -1, "available": -1}`, 422, []string{"price_cents", "available"}},
 		{"empty name", "/products/MUG", "application/json", `{"name": "", "price_cents": 1299, "available": 50}`, 422, []string{"name"}},
 		{"name too long", "/products/MUG", "application/json", `{"name": "` + strings.Repeat("m", 201) + `", "price_cents": 1299, "available": 50}`, 422, []string{"name"}},
+		// PostgreSQL's text cannot hold NUL: this was a 500 (e2e TestBadInput).
+		{"name with NUL", "/products/MUG", "application/json", `{"name": "Mug\u0000", "price_cents": 1299, "available": 50}`, 422, []string{"name"}},
+		{"name with a control character", "/products/MUG", "application/json", `{"name": "Mug\u001b[31m", "price_cents": 1299, "available": 50}`, 422, []string{"name"}},
 		{"negative price", "/products/MUG", "application/json", `{"name": "Mug", "price_cents": -1299, "available": 50}`, 422, []string{"price_cents"}},
 		{"absurd price", "/products/MUG", "application/json", `{"name": "Mug", "price_cents": 100000001, "available": 50}`, 422, []string{"price_cents"}},
 		{"negative stock", "/products/MUG", "application/json", `{"name": "Mug", "price_cents": 1299, "available": -1}`, 422, []string{"available"}},

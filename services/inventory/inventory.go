@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/sagashop/sagashop/pkg/validation"
@@ -57,10 +58,15 @@ func ValidateProduct(name string, priceCents int64, available int) error {
 	return v.Err()
 }
 
-// CheckName says what is wrong with a product name, or "" if nothing is.
+// CheckName says what is wrong with a product name, or "" if nothing is. A
+// control character (NUL above all, which PostgreSQL's text cannot hold) is
+// never part of a name.
 func CheckName(name string) string {
 	if n := utf8.RuneCountInString(name); n < 1 || n > MaxNameLength || strings.TrimSpace(name) == "" {
 		return fmt.Sprintf("must be 1 to %d characters, not all blank", MaxNameLength)
+	}
+	if strings.ContainsFunc(name, unicode.IsControl) {
+		return "must not contain control characters"
 	}
 	return ""
 }
