@@ -6,7 +6,8 @@ GOTEST  ?= $(GO) test -race -count=1 -timeout 25m
 PKGS    ?= ./...
 
 .PHONY: run test lint unit e2e build infra-up infra-down infra-status infra-reset clean \
-	containers containers-compose containers-e2e containers-clean fresh-machine bench bench-relay
+	containers containers-compose containers-e2e containers-clean fresh-machine bench bench-relay \
+	chaos chaos-smoke
 
 ## run: start the local infrastructure and all five services in the foreground (Ctrl-C stops everything)
 ## (everything on 127.0.0.1; SAGASHOP_BIND=0.0.0.0 makes the services listen on every interface), seeded by sagashopctl
@@ -89,6 +90,22 @@ BENCH_OUT ?= .local/bench/relay-$(shell date -u +%Y%m%dT%H%M%SZ)
 RELAYBENCH_FLAGS ?=
 bench-relay: infra-up
 	cd tools/relaybench && $(GO) run . -out $(abspath $(BENCH_OUT)) $(RELAYBENCH_FLAGS)
+
+## chaos: the fault-injection suite at full size (tools/chaos, a module of its own): a private PostgreSQL (35432) and
+## Kafka (39092, 39093) and the five services under its own supervisor, 5,000 orders at 50/s, open loop, while it
+## SIGKILLs services 40 times, pauses them past the session timeout, SIGKILLs Kafka and stops PostgreSQL -m immediate
+## 3 times each, slows, stalls and resets the services' PostgreSQL connections (Toxiproxy, in process) 12 times and puts
+## poison messages on a topic, on a plan from a seed it prints (CHAOS_FLAGS="-seed N" repeats
+## one); then heal, drain and every invariant checked (docs/RELIABILITY.md). Report and logs in .local/chaos/run-*/;
+## exits 1 when an invariant fails. Runs as root (PostgreSQL is driven as its postgres user). About 5 minutes here.
+## chaos-smoke: the same at the smoke size (400 orders at 20/s, a handful of each fault), about 2 minutes.
+CHAOS_FLAGS ?=
+chaos:
+	cd tools/chaos && $(GO) run . -orders 5000 -rate 50 -kills 40 -pauses 3 -kafka-restarts 3 -postgres-restarts 3 \
+		-net-faults 12 -poisons 5 $(CHAOS_FLAGS)
+chaos-smoke:
+	cd tools/chaos && $(GO) run . -orders 400 -rate 20 -kills 5 -pauses 1 -kafka-restarts 1 -postgres-restarts 1 \
+		-net-faults 3 -poisons 3 $(CHAOS_FLAGS)
 
 clean: infra-down
 	rm -rf bin .local

@@ -32,6 +32,8 @@ type fault struct {
 	Kind     string
 	Services []string      // kill, pause
 	Hold     time.Duration // down or paused for this long
+	// Param: a network fault's milliseconds (latency, stall's close timeout).
+	Param int `json:",omitempty"`
 	// InFlight: a kill waits (up to 3 s) for the service to have work in
 	// flight (outbox rows or consumer lag) before it strikes.
 	InFlight bool
@@ -85,6 +87,16 @@ func plan(cfg config) []fault {
 	for range cfg.Poisons {
 		out = append(out, fault{At: at(0.05, 0.9), Kind: faultPoison})
 	}
+	for range cfg.Net {
+		f := fault{At: at(0.05, 0.85), Kind: netKinds[rng.IntN(len(netKinds))], Hold: time.Duration(3000+rng.IntN(5000)) * time.Millisecond}
+		switch f.Kind {
+		case faultNetLatency:
+			f.Param = 150 + rng.IntN(300)
+		case faultNetStall:
+			f.Param = 2000 + rng.IntN(2000)
+		}
+		out = append(out, f)
+	}
 	slices.SortStableFunc(out, func(a, b fault) int { return int(a.At - b.At) })
 	return out
 }
@@ -117,6 +129,7 @@ type injector struct {
 
 	mu      sync.Mutex
 	poisons []string // keys of the poison messages written
+	toxics  int      // network faults so far, for unique toxic names
 }
 
 func (in *injector) poisonKeys() []string {
@@ -181,6 +194,17 @@ func (in *injector) inject(ctx context.Context, f fault, start time.Time) faultR
 		in.st.infra.Unlock()
 	case faultPoison:
 		err = in.poison(ctx)
+	case faultNetLatency, faultNetStall, faultNetReset:
+		in.mu.Lock()
+		in.toxics++
+		name := fmt.Sprintf("%s-%d", f.Kind, in.toxics)
+		in.mu.Unlock()
+		rec.Services = []string{"postgres"}
+		if err = in.st.net.add(name, f.Kind, f.Param); err == nil {
+			in.log.printf("%s on the services' PostgreSQL connections for %s (%d ms)", f.Kind, f.Hold, f.Param)
+			sleep(ctx, f.Hold)
+			err = in.st.net.remove(context.WithoutCancel(ctx), name)
+		}
 	}
 	if err != nil {
 		rec.Error = err.Error()

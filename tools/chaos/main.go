@@ -76,6 +76,7 @@ type config struct {
 	Kafka     int     // broker SIGKILLs
 	Postgres  int     // pg_ctl stop -m immediate
 	Poisons   int     // malformed messages put on orders.events
+	Net       int     // network faults between the services and PostgreSQL
 	Pause     time.Duration
 	Drain     time.Duration // after heal, for every acknowledged order to end
 	Seed      uint64
@@ -107,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Kafka, "kafka-restarts", 1, "times the Kafka broker is SIGKILLed and restarted")
 	fs.IntVar(&c.Postgres, "postgres-restarts", 1, "times PostgreSQL is stopped with -m immediate and restarted")
 	fs.IntVar(&c.Poisons, "poisons", 3, "malformed messages (no CloudEvents headers) put on orders.events on purpose")
+	fs.IntVar(&c.Net, "net-faults", 3, "network faults between the services and PostgreSQL (Toxiproxy: latency, stall, reset)")
 	fs.DurationVar(&c.Pause, "pause", 13*time.Second, "how long a SIGSTOP lasts (more than the 10 s session timeout)")
 	fs.DurationVar(&c.Drain, "drain", 60*time.Second, "after heal, how long every acknowledged order has to end")
 	fs.Uint64Var(&c.Seed, "seed", 0, "seed of the plan (0: from the clock; printed either way)")
@@ -154,7 +156,7 @@ func (c config) validate() error {
 	if c.Orders < 1 || c.Rate <= 0 {
 		problems = append(problems, errors.New("-orders must be at least 1 and -rate above 0"))
 	}
-	if c.Kills < 0 || c.Pauses < 0 || c.Kafka < 0 || c.Postgres < 0 || c.Poisons < 0 {
+	if c.Kills < 0 || c.Pauses < 0 || c.Kafka < 0 || c.Postgres < 0 || c.Poisons < 0 || c.Net < 0 {
 		problems = append(problems, errors.New("fault counts must not be negative"))
 	}
 	if c.Pause <= 0 || c.Drain <= 0 {
@@ -188,8 +190,8 @@ func run(ctx context.Context, cfg config, stdout io.Writer) (ok bool, err error)
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return false, err
 	}
-	fmt.Fprintf(stdout, "chaos: seed %d, %d orders at %.0f/s, %d kills, %d pauses, %d Kafka and %d PostgreSQL restarts, %d poison messages; out %s\n",
-		cfg.Seed, cfg.Orders, cfg.Rate, cfg.Kills, cfg.Pauses, cfg.Kafka, cfg.Postgres, cfg.Poisons, cfg.Out)
+	fmt.Fprintf(stdout, "chaos: seed %d, %d orders at %.0f/s, %d kills, %d pauses, %d Kafka and %d PostgreSQL restarts, %d network faults, %d poison messages; out %s\n",
+		cfg.Seed, cfg.Orders, cfg.Rate, cfg.Kills, cfg.Pauses, cfg.Kafka, cfg.Postgres, cfg.Net, cfg.Poisons, cfg.Out)
 
 	st := newStack(cfg, log)
 	defer st.close()

@@ -10,7 +10,7 @@ import (
 )
 
 func testConfig() config {
-	return config{Orders: 5000, Rate: 50, Kills: 40, Pauses: 3, Kafka: 3, Postgres: 3, Poisons: 5, Pause: 13 * time.Second,
+	return config{Orders: 5000, Rate: 50, Kills: 40, Pauses: 3, Kafka: 3, Postgres: 3, Poisons: 5, Net: 6, Pause: 13 * time.Second,
 		Drain: time.Minute, Seed: 42, Customers: 10, SKUs: 5, PGPort: 35432, KafkaPort: 39092, KafkaControllerPort: 39093}
 }
 
@@ -48,6 +48,8 @@ func TestPlanSizes(t *testing.T) {
 				}
 				seen[s] = true
 			}
+		case faultNetLatency, faultNetStall, faultNetReset:
+			got["net"]++
 		case faultKafka, faultPostgres:
 			got[f.Kind]++
 			infra = append(infra, f)
@@ -55,7 +57,7 @@ func TestPlanSizes(t *testing.T) {
 			got[f.Kind]++
 		}
 	}
-	want := map[string]int{faultKill: 40, faultPause: 3, faultKafka: 3, faultPostgres: 3, faultPoison: 5}
+	want := map[string]int{faultKill: 40, faultPause: 3, faultKafka: 3, faultPostgres: 3, faultPoison: 5, "net": 6}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("faults by kind %v, want %v", got, want)
 	}
@@ -71,7 +73,7 @@ func TestPlanSizes(t *testing.T) {
 
 func TestPlanNothing(t *testing.T) {
 	cfg := testConfig()
-	cfg.Kills, cfg.Pauses, cfg.Kafka, cfg.Postgres, cfg.Poisons = 0, 0, 0, 0, 0
+	cfg.Kills, cfg.Pauses, cfg.Kafka, cfg.Postgres, cfg.Poisons, cfg.Net = 0, 0, 0, 0, 0, 0
 	if p := plan(cfg); len(p) != 0 {
 		t.Fatalf("plan without faults: %v", p)
 	}

@@ -42,7 +42,7 @@ type report struct {
 func newReport(cfg config, h *history, faults []faultRecord, loadStart, loadEnd, healed time.Time, res results, exits []string) *report {
 	r := &report{
 		Seed: cfg.Seed, Orders: cfg.Orders, Rate: cfg.Rate,
-		Command: strings.Join(os.Args, " "),
+		Command: strings.Join(append([]string{"chaos"}, os.Args[1:]...), " "),
 		Machine: fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
 		LoadS:   loadEnd.Sub(loadStart).Seconds(), FaultsS: healed.Sub(loadStart).Seconds(),
 		Outcomes: map[string]int{}, Faults: map[string]int{},

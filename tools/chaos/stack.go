@@ -29,6 +29,7 @@ type stack struct {
 	bin    string
 	logs   string
 	admin  *pgxpool.Pool // superuser on the private cluster's sagashop database
+	net    *netProxy     // Toxiproxy between the services and PostgreSQL
 	client *http.Client
 	infra  sync.Mutex // held by a Kafka or PostgreSQL fault (and a poison write), so they never overlap
 	procs  map[string]*proc
@@ -102,7 +103,8 @@ func (s *stack) startInfra(ctx context.Context) error {
 		return err
 	}
 	s.admin = pool
-	return nil
+	s.net, err = startNetProxy("127.0.0.1:" + strconv.Itoa(s.cfg.PGPort))
+	return err
 }
 
 func (s *stack) adminURL() string {
@@ -175,7 +177,7 @@ func (s *stack) start(p *proc) error {
 	cmd := exec.Command(filepath.Join(s.bin, p.name))
 	cmd.Env = append(os.Environ(),
 		"HTTP_ADDR="+p.addr,
-		fmt.Sprintf("DATABASE_URL=postgres://%s_svc@127.0.0.1:%d/sagashop?sslmode=disable", p.name, s.cfg.PGPort),
+		fmt.Sprintf("DATABASE_URL=postgres://%s_svc@127.0.0.1:%d/sagashop?sslmode=disable", p.name, s.net.port()),
 		"KAFKA_BROKERS="+strings.Join(s.brokers(), ","),
 		"OTEL_SDK_DISABLED=true",
 		"OTEL_SERVICE_NAME="+p.name,
@@ -409,6 +411,9 @@ func (s *stack) close() {
 	}
 	if s.admin != nil {
 		s.admin.Close()
+	}
+	if s.net != nil {
+		s.net.stop()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
