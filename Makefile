@@ -15,11 +15,15 @@ run:
 	tools/run.sh
 
 ## test: start the local infrastructure if needed, then gofmt, go vet and every test (unit, integration, e2e) with -race,
-## also those of sagashopctl and of the benchmark's report (tools/sagashopctl, tools/bench: modules of their own)
+## also those of sagashopctl, of the benchmark's report and of the chaos suite (tools/sagashopctl, tools/bench,
+## tools/chaos: modules of their own), then the chaos suite's smoke (make chaos-smoke, about 2 minutes, on a private
+## PostgreSQL and Kafka of its own)
 test: infra-up lint
 	$(GOTEST) $(PKGS)
 	cd tools/sagashopctl && $(GOTEST) ./...
 	cd tools/bench && $(GOTEST) ./...
+	cd tools/chaos && $(GOTEST) ./...
+	$(MAKE) chaos-smoke
 
 ## lint: gofmt and go vet
 lint:
@@ -27,6 +31,7 @@ lint:
 	$(GO) vet ./...
 	cd tools/sagashopctl && $(GO) vet ./...
 	cd tools/bench && $(GO) vet ./...
+	cd tools/chaos && $(GO) vet ./...
 
 ## unit: the tests without the e2e suite (still against the real PostgreSQL and Kafka)
 unit: infra-up
