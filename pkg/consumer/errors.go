@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -78,6 +79,8 @@ func classify(err error) errorClass {
 		errors.Is(err, events.ErrMissingHeader),
 		errors.Is(err, events.ErrUnsupportedContent):
 		return classPermanent
+	case dataException(err):
+		return classPermanent
 	case errors.Is(err, ErrTransient), transient(err):
 		return classTransient
 	default:
@@ -101,6 +104,16 @@ func transient(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) || // a timeout the handler set on a query
 		errors.As(err, &netErr) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) // connection lost mid-reply
+}
+
+// dataException reports PostgreSQL's class 22, data exceptions: a value the
+// event carries that the database cannot hold (a NUL or an invalid byte in
+// text, 22021/22P05; a number out of range, 22003; a string too long,
+// 22001). The same event fails the same way on every attempt, so it is
+// dead-lettered at once rather than after MaxAttempts.
+func dataException(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22")
 }
 
 // transientSQLState lists the PostgreSQL error codes that a retry of the whole

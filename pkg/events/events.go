@@ -146,7 +146,8 @@ func (e Envelope) Validate() error {
 // Decode reads e's data as the current version of payload type T, upcasting
 // older schema versions first. It fails with ErrUnexpectedType when e is not
 // a T, ErrUnknownVersion for a version this build does not know, and
-// ErrMalformed when the data does not parse.
+// ErrMalformed when the data does not parse or is about another subject
+// than the envelope.
 func Decode[T Payload](e Envelope) (T, error) {
 	var out T
 	if e.Type != out.EventType() {
@@ -161,6 +162,12 @@ func Decode[T Payload](e Envelope) (T, error) {
 	}
 	if out.Subject() == "" {
 		return out, fmt.Errorf("decode %s v%d: %w: no subject in data", e.Type, e.SchemaVersion, ErrMalformed)
+	}
+	// The envelope's subject is the message key, the partition and so the
+	// order of the events of one order: data about another subject would
+	// be applied out of that order.
+	if e.Subject != "" && out.Subject() != e.Subject {
+		return out, fmt.Errorf("decode %s v%d: %w: data about %.64q in an event about %.64q", e.Type, e.SchemaVersion, ErrMalformed, out.Subject(), e.Subject)
 	}
 	return out, nil
 }

@@ -97,6 +97,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"not json", func(e *Envelope) { e.Data = json.RawMessage(`{nope`) }, ErrMalformed},
 		{"wrong field type", func(e *Envelope) { e.Data = json.RawMessage(`{"order_id":5}`) }, ErrMalformed},
 		{"no subject in data", func(e *Envelope) { e.Data = json.RawMessage(`{}`) }, ErrMalformed},
+		{"data about another subject", func(e *Envelope) { e.Subject = "o-2" }, ErrMalformed},
 		{"other type", func(e *Envelope) { e.Type = TypeOrderCreated }, ErrUnexpectedType},
 	}
 	for _, tt := range tests {
@@ -149,6 +150,7 @@ func TestFromMessageRejects(t *testing.T) {
 		{"bad version", set(HeaderSchemaVersion, "two"), ErrMalformed},
 		{"xml", set(HeaderContentType, "application/xml"), ErrUnsupportedContent},
 		{"no headers at all", func(m *kafka.Message) { m.Headers = nil }, ErrMissingHeader},
+		{"key is not the subject", func(m *kafka.Message) { m.Key = []byte("o-2") }, ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

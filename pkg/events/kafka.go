@@ -66,8 +66,9 @@ func Header(m kafka.Message, key string) string {
 }
 
 // FromMessage reads the envelope of a CloudEvents binary-mode message. It
-// fails with ErrMissingHeader, ErrUnsupportedContent or ErrMalformed; all are
-// permanent: the same bytes never decode later.
+// fails with ErrMissingHeader, ErrUnsupportedContent or ErrMalformed (also
+// for a key that is not the ce_subject); all are permanent: the same bytes
+// never decode later.
 func FromMessage(m kafka.Message) (Envelope, error) {
 	for _, k := range []string{HeaderSpecVersion, HeaderID, HeaderType, HeaderSource} {
 		if Header(m, k) == "" {
@@ -95,8 +96,13 @@ func FromMessage(m kafka.Message) (Envelope, error) {
 		Data:          m.Value,
 		SchemaVersion: 1,
 	}
-	if e.Subject == "" {
+	switch {
+	case e.Subject == "":
 		e.Subject = string(m.Key)
+	case len(m.Key) > 0 && string(m.Key) != e.Subject:
+		// The key chose the partition: an event keyed by something else
+		// than its subject travels outside its subject's order.
+		return Envelope{}, fmt.Errorf("%w: key %.64q is not the subject %.64q", ErrMalformed, m.Key, e.Subject)
 	}
 	if v := Header(m, HeaderSchemaVersion); v != "" {
 		n, err := strconv.Atoi(v)

@@ -20,7 +20,7 @@ import (
 // later change puts an operator scope on /admin.
 func AdminRoutes(pool *pgxpool.Pool) func(r chi.Router) {
 	problems := web.Problems{
-		ErrDeadLetterNotFound: {Status: http.StatusNotFound, Title: "dead letter not found"},
+		ErrDeadLetterNotFound: {Status: http.StatusNotFound, Title: "dead letter not found", Detail: "no outbox dead letter has this id (requeued already, or never one)"},
 	}
 	return func(r chi.Router) {
 		r.Get("/admin/outbox/dead-letters", func(w http.ResponseWriter, req *http.Request) {
