@@ -110,7 +110,10 @@ type faultRecord struct {
 	// Kills: each service's work in flight at the moment of its kill.
 	InFlight []inFlight `json:"in_flight,omitempty"`
 	Error    string     `json:"error,omitempty"`
-	Took     float64    `json:"took_s"` // until restored (restart command returned)
+	// Skipped: fewer services than planned were struck (every other one
+	// was down or paused by another fault at that moment).
+	Skipped bool    `json:"skipped,omitempty"`
+	Took    float64 `json:"took_s"` // until restored (restart command returned)
 }
 
 type inFlight struct {
@@ -130,6 +133,7 @@ type injector struct {
 	mu      sync.Mutex
 	poisons []string // keys of the poison messages written
 	toxics  int      // network faults so far, for unique toxic names
+	claimed map[string]bool
 }
 
 func (in *injector) poisonKeys() []string {
@@ -165,13 +169,18 @@ func (in *injector) inject(ctx context.Context, f fault, start time.Time) faultR
 	case faultKill:
 		err = in.kill(ctx, f, &rec)
 	case faultPause:
-		name := in.pick(f.Services[0], nil)
+		name := in.pick(f.Services[0])
+		if name == "" {
+			rec.Skipped = true
+			break
+		}
 		rec.Services = []string{name}
 		if err = in.st.pause(name); err == nil {
 			in.log.printf("SIGSTOP %s for %s", name, f.Hold)
 			sleep(ctx, f.Hold)
 			err = in.st.resume(name)
 		}
+		in.release(name)
 	case faultKafka:
 		in.st.infra.Lock()
 		began, rec.At = time.Now(), time.Since(start).Seconds() // from when its turn came
@@ -214,25 +223,44 @@ func (in *injector) inject(ctx context.Context, f fault, start time.Time) faultR
 	return rec
 }
 
-// pick is want if it runs and is not taken, else the first service that is.
-func (in *injector) pick(want string, taken []string) string {
-	if in.st.running(want) && !slices.Contains(taken, want) {
-		return want
+// pick claims want if it runs and no other fault holds it, else the first
+// service that does; "" when none does. release gives a claimed service
+// back once its fault is undone, so two faults never strike one process.
+func (in *injector) pick(want string) string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.claimed == nil {
+		in.claimed = map[string]bool{}
 	}
-	for _, name := range services {
-		if in.st.running(name) && !slices.Contains(taken, name) {
+	for _, name := range append([]string{want}, services...) {
+		if !in.claimed[name] && in.st.running(name) {
+			in.claimed[name] = true
 			return name
 		}
 	}
-	return want
+	return ""
+}
+
+func (in *injector) release(name string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	delete(in.claimed, name)
 }
 
 func (in *injector) kill(ctx context.Context, f fault, rec *faultRecord) error {
 	var names []string
 	for _, want := range f.Services {
-		names = append(names, in.pick(want, names))
+		if name := in.pick(want); name != "" {
+			names = append(names, name)
+		}
 	}
 	rec.Services = names
+	rec.Skipped = len(names) < len(f.Services)
+	defer func() {
+		for _, name := range names {
+			in.release(name)
+		}
+	}()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []string

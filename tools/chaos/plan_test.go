@@ -124,6 +124,7 @@ func TestReport(t *testing.T) {
 	faults := []faultRecord{
 		{Kind: faultKill, Services: []string{"order", "email"}, InFlight: []inFlight{{Service: "order", Outbox: 2}, {Service: "email"}}},
 		{Kind: faultKafka},
+		{Kind: faultPause, Skipped: true},
 		{Kind: faultPostgres, Error: "pg_ctl failed"},
 	}
 	res := results{TerminalAfterHeal: 1.5, Invariants: []invariant{{Name: "a", OK: true}, {Name: "b", Count: 1, Violations: []string{"order x"}}}}
@@ -142,7 +143,7 @@ func TestReport(t *testing.T) {
 	}
 	var md bytes.Buffer
 	r.markdown(&md)
-	for _, want := range []string{"seed 42: FAILED", "kafka 1, kill 2", "1 of the service kills hit work in flight", "**FAILED** (1): order x", "fault error: postgres"} {
+	for _, want := range []string{"seed 42: FAILED", "kafka 1, kill 2", "1 of the service kills hit work in flight", "**FAILED** (1): order x", "fault error: postgres", "1 kills or pauses struck fewer"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
 		}

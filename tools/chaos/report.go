@@ -32,6 +32,7 @@ type report struct {
 	Outcomes   map[string]int `json:"outcomes"`       // "SHIPPED", "CANCELLED payment_failed", ...
 	Faults     map[string]int `json:"faults"`         // by kind; kills count processes
 	KillsBusy  int            `json:"kills_in_flight"`
+	Skipped    int            `json:"faults_short"` // struck fewer services than planned (the rest were down)
 	FaultErrs  []string       `json:"fault_errors,omitempty"`
 	SelfExits  []string       `json:"unexpected_exits,omitempty"`
 	Results    results        `json:"results"`
@@ -77,6 +78,9 @@ func newReport(cfg config, h *history, faults []faultRecord, loadStart, loadEnd,
 	}
 	for _, f := range faults {
 		n := 1
+		if f.Kind == faultPause {
+			n = len(f.Services) // none when skipped
+		}
 		if f.Kind == faultKill {
 			n = len(f.Services)
 			for _, fl := range f.InFlight {
@@ -85,7 +89,10 @@ func newReport(cfg config, h *history, faults []faultRecord, loadStart, loadEnd,
 				}
 			}
 		}
-		if f.Error == "" {
+		if f.Skipped {
+			r.Skipped++
+		}
+		if f.Error == "" && n > 0 {
 			r.Faults[f.Kind] += n
 		} else {
 			r.FaultErrs = append(r.FaultErrs, fmt.Sprintf("%s at %.1fs: %s", f.Kind, f.At, f.Error))
@@ -128,6 +135,9 @@ func (r *report) markdown(w io.Writer) {
 	fmt.Fprintf(w, "- acknowledged: %d (%d only by the retry after heal)\n", r.Acked, r.AckedLate)
 	fmt.Fprintf(w, "- faults (load start to heal: %.1fs): %s; %d of the service kills hit work in flight (outbox rows or consumer lag)\n",
 		r.FaultsS, counts(r.Faults), r.KillsBusy)
+	if r.Skipped > 0 {
+		fmt.Fprintf(w, "- %d kills or pauses struck fewer services than planned: every other service was down or paused at that moment\n", r.Skipped)
+	}
 	if t := r.Results.TerminalAfterHeal; t >= 0 {
 		fmt.Fprintf(w, "- every acknowledged order terminal %.1fs after heal\n", t)
 	} else {
