@@ -19,7 +19,7 @@ import (
 func FuzzDecodeOrder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, created bool, version int, data []byte) {
 		e := events.Envelope{ID: "0193a5c0-0000-7000-8000-000000000002", Type: events.TypeOrderShipped, SchemaVersion: version,
-			Source: events.SourceShipping, Subject: "s", Data: json.RawMessage(data)}
+			Source: events.SourceShipping, Data: json.RawMessage(data)} // no subject: any data's order id may decode
 		decode := func(e events.Envelope) (string, string, error) {
 			p, id, err := consumer.DecodeOrder[events.OrderShipped](e)
 			return p.OrderID, id.String(), err

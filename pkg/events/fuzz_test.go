@@ -104,8 +104,10 @@ func TestDecodersCoverEverySchema(t *testing.T) {
 // decoded again, is the same payload.
 func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, typ string, version int, data []byte) {
+		// No subject on the envelope, so that any data can decode; the
+		// envelope New makes again has the data's, which must then match.
 		e := Envelope{ID: "0193a5c0-0000-7000-8000-000000000002", Type: typ, SchemaVersion: version,
-			Source: "fuzz", Subject: "s", Data: json.RawMessage(data)}
+			Source: "fuzz", Data: json.RawMessage(data)}
 		for as, decode := range decoders {
 			p, err := decode(e)
 			if as != typ {
