@@ -111,7 +111,7 @@ type faultRecord struct {
 	InFlight []inFlight `json:"in_flight,omitempty"`
 	Error    string     `json:"error,omitempty"`
 	// Skipped: fewer services than planned were struck (every other one
-	// was down or paused by another fault at that moment).
+	// stayed down or paused by other faults for 20 s).
 	Skipped bool    `json:"skipped,omitempty"`
 	Took    float64 `json:"took_s"` // until restored (restart command returned)
 }
@@ -169,7 +169,7 @@ func (in *injector) inject(ctx context.Context, f fault, start time.Time) faultR
 	case faultKill:
 		err = in.kill(ctx, f, &rec)
 	case faultPause:
-		name := in.pick(f.Services[0])
+		name := in.pickWait(ctx, f.Services[0])
 		if name == "" {
 			rec.Skipped = true
 			break
@@ -241,6 +241,18 @@ func (in *injector) pick(want string) string {
 	return ""
 }
 
+// pickWait is pick, waiting up to 20 s for a service to be free: the
+// faults are dense enough at full size that every service can be down or
+// paused at once, and a planned kill is to happen, if late.
+func (in *injector) pickWait(ctx context.Context, want string) string {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if name := in.pick(want); name != "" || time.Now().After(deadline) || !sleep(ctx, 100*time.Millisecond) {
+			return name
+		}
+	}
+}
+
 func (in *injector) release(name string) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -250,7 +262,7 @@ func (in *injector) release(name string) {
 func (in *injector) kill(ctx context.Context, f fault, rec *faultRecord) error {
 	var names []string
 	for _, want := range f.Services {
-		if name := in.pick(want); name != "" {
+		if name := in.pickWait(ctx, want); name != "" {
 			names = append(names, name)
 		}
 	}

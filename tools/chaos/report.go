@@ -92,8 +92,10 @@ func newReport(cfg config, h *history, faults []faultRecord, loadStart, loadEnd,
 		if f.Skipped {
 			r.Skipped++
 		}
-		if f.Error == "" && n > 0 {
-			r.Faults[f.Kind] += n
+		if f.Error == "" {
+			if n > 0 {
+				r.Faults[f.Kind] += n
+			}
 		} else {
 			r.FaultErrs = append(r.FaultErrs, fmt.Sprintf("%s at %.1fs: %s", f.Kind, f.At, f.Error))
 		}
@@ -136,7 +138,7 @@ func (r *report) markdown(w io.Writer) {
 	fmt.Fprintf(w, "- faults (load start to heal: %.1fs): %s; %d of the service kills hit work in flight (outbox rows or consumer lag)\n",
 		r.FaultsS, counts(r.Faults), r.KillsBusy)
 	if r.Skipped > 0 {
-		fmt.Fprintf(w, "- %d kills or pauses struck fewer services than planned: every other service was down or paused at that moment\n", r.Skipped)
+		fmt.Fprintf(w, "- %d kills or pauses struck fewer services than planned: every other service stayed down or paused by other faults for 20 s\n", r.Skipped)
 	}
 	if t := r.Results.TerminalAfterHeal; t >= 0 {
 		fmt.Fprintf(w, "- every acknowledged order terminal %.1fs after heal\n", t)
