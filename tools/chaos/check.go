@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -389,12 +390,15 @@ func outboxes(ctx context.Context, st *stack) []string {
 }
 
 // deadLetters reads every group's dead-letter topic: each group reading
-// orders.events holds each poison key once, and nothing else is anywhere.
+// orders.events holds each poison key once, and nothing else is anywhere. A
+// key held twice is shown with the source positions of its letters (the
+// dlq.original.* headers), to tell a message dead-lettered twice from one
+// written twice.
 func deadLetters(ctx context.Context, st *stack, poisons []string) []string {
 	var v []string
 	for _, group := range services {
 		topic := events.DeadLetterTopic(group)
-		keys, err := readTopic(ctx, st.brokers()[0], topic)
+		letters, err := readTopic(ctx, st.brokers()[0], topic)
 		if err != nil {
 			v = append(v, fmt.Sprintf("%s: %v", topic, err))
 			continue
@@ -403,19 +407,45 @@ func deadLetters(ctx context.Context, st *stack, poisons []string) []string {
 		if slices.Contains(poisonGroups, group) {
 			want = slices.Clone(poisons)
 		}
+		keys := make([]string, 0, len(letters))
+		from := map[string][]string{}
+		for _, l := range letters {
+			keys = append(keys, l.key)
+			from[l.key] = append(from[l.key], l.source)
+		}
 		slices.Sort(keys)
 		slices.Sort(want)
-		if !slices.Equal(keys, want) {
-			v = append(v, fmt.Sprintf("%s holds %d letters %v, want the %d poison messages %v", topic, len(keys), trimKeys(keys), len(want), trimKeys(want)))
+		if slices.Equal(keys, want) {
+			continue
 		}
+		msg := fmt.Sprintf("%s holds %d letters %v, want the %d poison messages %v", topic, len(keys), trimKeys(keys), len(want), trimKeys(want))
+		for _, k := range slices.Sorted(maps.Keys(from)) {
+			if len(from[k]) > 1 {
+				msg += fmt.Sprintf("; %s %d times, from %v", k, len(from[k]), from[k])
+			}
+		}
+		v = append(v, msg)
 	}
 	return v
 }
 
 func trimKeys(k []string) []string { return k[:min(len(k), 8)] }
 
-// readTopic returns the keys of every message of a topic.
-func readTopic(ctx context.Context, broker, topic string) ([]string, error) {
+// letter is a dead letter as the check sees it: its key, and where the
+// message it holds came from (topic/partition/offset, failed at).
+type letter struct{ key, source string }
+
+func header(m kafka.Message, k string) string {
+	for _, h := range m.Headers {
+		if h.Key == k {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// readTopic returns every dead letter of a topic.
+func readTopic(ctx context.Context, broker, topic string) ([]letter, error) {
 	conn, err := kafka.DialContext(ctx, "tcp", broker)
 	if err != nil {
 		return nil, err
@@ -425,7 +455,7 @@ func readTopic(ctx context.Context, broker, topic string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("partitions: %w", err)
 	}
-	var keys []string
+	var keys []letter
 	for _, p := range parts {
 		pc, err := kafka.DialLeader(ctx, "tcp", broker, topic, p.ID)
 		if err != nil {
@@ -452,7 +482,8 @@ func readTopic(ctx context.Context, broker, topic string) ([]string, error) {
 				r.Close()
 				return nil, fmt.Errorf("partition %d at %d: %w", p.ID, off, err)
 			}
-			keys = append(keys, string(m.Key))
+			keys = append(keys, letter{key: string(m.Key), source: fmt.Sprintf("%s/%s/%s at %s",
+				header(m, "dlq.original.topic"), header(m, "dlq.original.partition"), header(m, "dlq.original.offset"), header(m, "dlq.failed.at"))})
 			off = m.Offset + 1
 		}
 		r.Close()
