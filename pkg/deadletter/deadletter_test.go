@@ -563,6 +563,32 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("%d recorded letters, want 2 (the one about no order is passed over)", n)
 	}
 
+	// A letter whose headers PostgreSQL's text cannot hold as sent (NUL,
+	// invalid UTF-8: the consumer copies a producer's headers as they
+	// were) is recorded with U+FFFD for them, not retried forever with
+	// every letter after it waiting (FuzzRecord's seeds found it).
+	poisoned := uuid.NewString()
+	p := events.ToMessage(s.topic, event(t, typeRejected, poisoned))
+	p.Topic = laterDLQ
+	for i, h := range p.Headers {
+		switch h.Key {
+		case events.HeaderID:
+			p.Headers[i].Value = append(h.Value, 0)
+		case events.HeaderType:
+			p.Headers[i].Value = []byte("Rejected\xff\x00")
+		}
+	}
+	p.Headers = append(p.Headers,
+		kafka.Header{Key: consumer.HeaderDLQReason, Value: []byte(consumer.ReasonDecode)},
+		kafka.Header{Key: consumer.HeaderDLQError, Value: []byte("decode: \xfe\x00")},
+		kafka.Header{Key: consumer.HeaderDLQConsumerGroup, Value: []byte(later)},
+		kafka.Header{Key: consumer.HeaderDLQOriginalTopic, Value: []byte(s.topic)},
+	)
+	s.produce(p)
+	if rs := waitRecorded(uuid.MustParse(poisoned), 1); rs[0].EventType != "Rejected\uFFFD\uFFFD" || rs[0].Error != "decode: \uFFFD\uFFFD" {
+		t.Fatalf("recorded %+v", rs[0])
+	}
+
 	// Recording a letter again changes nothing.
 	l := deadletter.Letter{Position: rs[0].Position(), OrderID: order}
 	for range 2 {
@@ -573,9 +599,9 @@ func TestWatch(t *testing.T) {
 	if got := waitRecorded(oid, 1); len(got) != 1 {
 		t.Fatalf("recorded again: %+v", got)
 	}
-	testenv.WaitFor(t, 30*time.Second, "the three letters handled", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the four letters handled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(seen) == 3
+		return len(seen) == 4
 	})
 }
