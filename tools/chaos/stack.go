@@ -184,6 +184,8 @@ func (s *stack) start(p *proc) error {
 		"LOG_LEVEL=info",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Should the tool itself be killed, its services go with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", p.name, err)
