@@ -417,6 +417,10 @@ func (s *stack) close() {
 	if s.net != nil {
 		s.net.stop()
 	}
+	// The binaries are rebuilt each run; the logs stay with the report.
+	if err := os.RemoveAll(s.bin); err != nil {
+		s.log.printf("remove %s: %v", s.bin, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := s.infraCmd(ctx, "down", "postgres", "kafka"); err != nil {
