@@ -7,7 +7,7 @@ PKGS    ?= ./...
 
 .PHONY: run test lint unit e2e build infra-up infra-down infra-status infra-reset clean \
 	containers containers-compose containers-e2e containers-clean fresh-machine bench bench-relay \
-	chaos chaos-smoke
+	chaos chaos-smoke chaos-single
 
 ## run: start the local infrastructure and all five services in the foreground (Ctrl-C stops everything)
 ## (everything on 127.0.0.1; SAGASHOP_BIND=0.0.0.0 makes the services listen on every interface), seeded by sagashopctl
@@ -113,6 +113,12 @@ chaos:
 chaos-smoke:
 	cd tools/chaos && $(GO) run . -orders 400 -rate 20 -kills 5 -pauses 1 -kafka-restarts 1 -postgres-restarts 1 \
 		-net-faults 3 -poisons 3 $(CHAOS_FLAGS)
+## chaos-single: one fault kind alone, to measure what it costs (KIND=kill, pause, kafka or postgres; 3 of them 30 s
+## apart at 30 orders/s, nothing else injected): per fault the longest send->terminal of the orders placed around it
+## and how long until latency is back to normal (docs/RELIABILITY.md, "Recovery speed"). About 3 minutes.
+KIND ?= kill
+chaos-single:
+	cd tools/chaos && $(GO) run . -single $(KIND) -rate 30 $(CHAOS_FLAGS)
 
 clean: infra-down
 	rm -rf bin .local

@@ -42,6 +42,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -83,6 +84,11 @@ type config struct {
 	Customers int
 	SKUs      int
 	Sabotage  bool // check the checker: break what invariants guard, expect exactly those to fail
+	// Single: one fault kind only (kill, pause, kafka, postgres), SingleCount
+	// of them SingleGap apart, each fault's cost measured (single.go).
+	Single      string
+	SingleCount int
+	SingleGap   time.Duration
 
 	Root                string // the repository
 	Local               string // the private stack's state folder
@@ -104,17 +110,20 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Orders, "orders", 400, "orders placed")
 	fs.Float64Var(&c.Rate, "rate", 20, "orders a second (open loop); the faults are spread over orders/rate seconds")
 	fs.IntVar(&c.Kills, "kills", 5, "service processes SIGKILLed (several at once sometimes; each counts)")
-	fs.IntVar(&c.Pauses, "pauses", 1, "services paused with SIGSTOP, longer than the consumer session timeout (10 s)")
+	fs.IntVar(&c.Pauses, "pauses", 1, "services paused with SIGSTOP, longer than the consumer session timeout (6 s)")
 	fs.IntVar(&c.Kafka, "kafka-restarts", 1, "times the Kafka broker is SIGKILLed and restarted")
 	fs.IntVar(&c.Postgres, "postgres-restarts", 1, "times PostgreSQL is stopped with -m immediate and restarted")
 	fs.IntVar(&c.Poisons, "poisons", 3, "malformed messages (no CloudEvents headers) put on orders.events on purpose")
 	fs.IntVar(&c.Net, "net-faults", 3, "network faults between the services and PostgreSQL (Toxiproxy: latency, stall, reset)")
-	fs.DurationVar(&c.Pause, "pause", 13*time.Second, "how long a SIGSTOP lasts (more than the 10 s session timeout)")
+	fs.DurationVar(&c.Pause, "pause", 13*time.Second, "how long a SIGSTOP lasts (more than the 6 s session timeout)")
 	fs.DurationVar(&c.Drain, "drain", 60*time.Second, "after heal, how long every acknowledged order has to end")
 	fs.Uint64Var(&c.Seed, "seed", 0, "seed of the plan (0: from the clock; printed either way)")
 	fs.IntVar(&c.Customers, "customers", 50, "paying customers")
 	fs.IntVar(&c.SKUs, "skus", 20, "products in stock")
 	fs.BoolVar(&c.Sabotage, "sabotage", false, "check the checker: after the drain, break one thing each of most invariants guards; the run passes only if exactly those invariants fail")
+	fs.StringVar(&c.Single, "single", "", "measure one fault kind alone: kill, pause, kafka or postgres, -single-count of them -single-gap apart, nothing else injected; -orders is then rate × (count+1) × gap")
+	fs.IntVar(&c.SingleCount, "single-count", 3, "with -single: how many faults")
+	fs.DurationVar(&c.SingleGap, "single-gap", 30*time.Second, "with -single: from the load's start to the first fault and between faults")
 	fs.StringVar(&c.Root, "root", "../..", "the repository's root")
 	fs.StringVar(&c.Local, "local", "", "the private stack's state folder (default ROOT/.local/chaos)")
 	fs.StringVar(&c.Out, "out", "", "folder for report.json, report.md and the logs (default ROOT/.local/chaos/run-<time>)")
@@ -126,6 +135,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.Single != "" {
+		c.Orders, c.Kills, c.Pauses, c.Kafka, c.Postgres, c.Poisons, c.Net = singleOrders(c), 0, 0, 0, 0, 0, 0
 	}
 	if err := c.validate(); err != nil {
 		return c, err
@@ -164,6 +176,9 @@ func (c config) validate() error {
 	}
 	if c.Customers < 1 || c.SKUs < 1 {
 		problems = append(problems, errors.New("-customers and -skus must be at least 1"))
+	}
+	if c.Single != "" && (!slices.Contains(singleKinds, c.Single) || c.SingleCount < 1 || c.SingleGap < 10*time.Second) {
+		problems = append(problems, fmt.Errorf("-single %q: must be one of %v, with -single-count at least 1 and -single-gap at least 10s", c.Single, singleKinds))
 	}
 	for _, p := range []int{c.PGPort, c.KafkaPort, c.KafkaControllerPort} {
 		if p < 1 || p > 65535 {
@@ -207,6 +222,9 @@ func run(ctx context.Context, cfg config, stdout io.Writer) (ok bool, err error)
 	}
 
 	p := plan(cfg)
+	if cfg.Single != "" {
+		p = singlePlan(cfg)
+	}
 	h := newHistory(cfg, fx)
 	log.printf("load and faults for %s: %d faults planned", cfg.window().Round(time.Second), len(p))
 	loadStart := time.Now()
@@ -229,5 +247,15 @@ func run(ctx context.Context, cfg config, stdout io.Writer) (ok bool, err error)
 		return false, err
 	}
 	rep.markdown(stdout)
+	if cfg.Single != "" {
+		sr, err := measureSingle(ctx, st, cfg, h, records, loadStart)
+		if err != nil {
+			return false, err
+		}
+		if err := sr.write(cfg.Out); err != nil {
+			return false, err
+		}
+		sr.markdown(stdout)
+	}
 	return rep.Passed, ctx.Err()
 }
