@@ -605,3 +605,117 @@ func TestWatch(t *testing.T) {
 		return len(seen) == 4
 	})
 }
+
+// TestCopies: the consumer writes a dead letter before it commits the
+// message's offset, so a crash, a broker restart or a rebalance in between
+// dead-letters the message again. Both copies are one letter: List shows it
+// once with Copies 2, Record keeps one row of it, a replay of what List
+// returned writes it once. Records that do not say where they came from are
+// never taken for copies.
+func TestCopies(t *testing.T) {
+	s := newStack(t, testenv.Name("dlcp"))
+	s.run()
+	order := uuid.NewString()
+	rejected := event(t, typeRejected, order)
+	s.produceEvents(rejected)
+	first := s.waitLetters(1)[0]
+	if first.Copies != 1 || first.Original == nil {
+		t.Fatalf("letter %+v", first)
+	}
+
+	// The letter again, as the consumer writes it after a redelivery: the
+	// same message and dlq.original.* headers, a later dlq.failed.at.
+	raw := findMessage(t, s.brokers, s.dlq, func(m kafka.Message) bool { return events.Header(m, events.HeaderID) == rejected.ID })
+	again := kafka.Message{Topic: s.dlq, Key: raw.Key, Value: raw.Value}
+	for _, h := range raw.Headers {
+		if h.Key == consumer.HeaderDLQFailedAt {
+			h.Value = []byte(first.FailedAt.Add(time.Second).Format(time.RFC3339Nano))
+		}
+		again.Headers = append(again.Headers, h)
+	}
+	s.produce(again)
+	var ls []deadletter.Letter
+	testenv.WaitFor(t, 30*time.Second, "the copy listed", func() bool {
+		ls = s.list(deadletter.Filter{})
+		return len(ls) == 1 && ls[0].Copies == 2
+	})
+	l := ls[0]
+	if l.Position != first.Position || len(l.Duplicates) != 1 || l.Duplicates[0] == first.Position || !l.FailedAt.Equal(first.FailedAt) {
+		t.Fatalf("listed %+v, first copy at %s", l, first.Position)
+	}
+	o1, ok1 := l.Origin()
+	copyOf, err := deadletter.Get(context.Background(), s.brokers, l.Duplicates[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o2, ok2 := copyOf.Origin(); !ok1 || !ok2 || o1 != o2 || o1.Group != s.group || o1.Position != *first.Original {
+		t.Fatalf("origins %+v (%v) and %+v (%v), want %s of %s", o1, ok1, o2, ok2, first.Original, s.group)
+	}
+
+	// Recorded once, whichever copy comes first and however often each is
+	// recorded.
+	for _, x := range []deadletter.Letter{copyOf, first, copyOf, first} {
+		if ok, err := deadletter.Record(context.Background(), s.pool, x); !ok || err != nil {
+			t.Fatalf("Record(%s) = %v, %v", x.Position, ok, err)
+		}
+	}
+	rs, err := deadletter.ForOrder(context.Background(), s.pool, uuid.MustParse(order))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Copies != 2 || rs[0].Position() != copyOf.Position {
+		t.Fatalf("recorded %+v, want one row with 2 copies at %s", rs, copyOf.Position)
+	}
+
+	// Replayed once.
+	if err := deadletter.Replay(context.Background(), s.writer, ls...); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the replay dead-lettered again", func() bool {
+		ls = s.list(deadletter.Filter{})
+		return len(ls) == 2
+	})
+	if ls[1].ReplayCount != 1 || ls[1].Copies != 1 || ls[1].ReplayedFrom != first.Position.String() {
+		t.Fatalf("after the replay %+v", ls[1])
+	}
+	replays := 0
+	for p := range 2 {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.brokers, Topic: s.topic, Partition: p, MaxWait: 100 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				break
+			}
+			if events.Header(m, deadletter.HeaderReplayedFrom) != "" {
+				replays++
+			}
+		}
+		cancel()
+		_ = r.Close()
+	}
+	if replays != 1 {
+		t.Fatalf("%d replays on %s, want 1", replays, s.topic)
+	}
+
+	// Two records with no dlq.original.* headers are two letters, recorded
+	// as two.
+	bare := uuid.NewString()
+	s.produce(kafka.Message{Topic: s.dlq, Key: []byte(bare)}, kafka.Message{Topic: s.dlq, Key: []byte(bare)})
+	var bares []deadletter.Letter
+	testenv.WaitFor(t, 30*time.Second, "two letters without origin", func() bool {
+		bares = s.list(deadletter.Filter{OrderID: bare})
+		return len(bares) == 2
+	})
+	for _, b := range bares {
+		if _, ok := b.Origin(); ok || b.Copies != 1 {
+			t.Fatalf("letter without origin %+v", b)
+		}
+		if _, err := deadletter.Record(context.Background(), s.pool, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.count(`SELECT count(*) FROM order_dead_letters WHERE order_id = $1`, bare); n != 2 {
+		t.Fatalf("%d rows for the letters without origin, want 2", n)
+	}
+}

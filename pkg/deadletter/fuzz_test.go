@@ -115,8 +115,10 @@ func FuzzDecode(f *testing.F) {
 // PostgreSQL, as the order service's dead-letter watch does: whatever the
 // headers hold, a letter about an order (its order id parses as a UUID) is
 // recorded without an error, since the watch retries a failed one forever
-// and would stall behind it, and recording it again adds nothing. What
-// was stored is the letter's text, as valid UTF-8.
+// and would stall behind it, and recording it again adds nothing: one row
+// holds its position, its own or, when an earlier letter has its origin,
+// that letter's (among its copies). What was stored is the letter's text,
+// as valid UTF-8.
 func FuzzRecord(f *testing.F) {
 	pool, _ := testenv.Postgres(f)
 	if _, err := pool.Exec(context.Background(), deadletter.Schema); err != nil {
@@ -145,16 +147,24 @@ func FuzzRecord(f *testing.F) {
 			t.Fatalf("Record again: %v, %v", again, err)
 		}
 		var n int
-		var storedGroup, storedErr, storedID string
-		if err := pool.QueryRow(ctx, `SELECT count(*), min(consumer_group), min(error), min(event_id) FROM order_dead_letters
-			WHERE dlq_topic = $1 AND dlq_partition = $2 AND dlq_offset = $3`,
-			l.Position.Topic, l.Position.Partition, l.Position.Offset).Scan(&n, &storedGroup, &storedErr, &storedID); err != nil {
+		var own bool
+		var storedGroup, storedErr, storedID *string
+		if err := pool.QueryRow(ctx, `SELECT count(*), coalesce(bool_or((dlq_topic, dlq_partition, dlq_offset) = ($1, $2, $3)), false),
+			min(consumer_group), min(error), min(event_id)
+			FROM order_dead_letters WHERE $4 = ANY (copies)`,
+			l.Position.Topic, l.Position.Partition, l.Position.Offset, l.Position.String()).Scan(&n, &own, &storedGroup, &storedErr, &storedID); err != nil {
 			t.Fatal(err)
 		}
 		if n != 1 {
 			t.Fatalf("%d rows for the letter at %s, want 1", n, l.Position)
 		}
-		for _, s := range []struct{ stored, letter string }{{storedGroup, l.Group}, {storedErr, l.Error}, {storedID, l.EventID}} {
+		if o, _ := l.Origin(); !own && o.Position == l.Position {
+			t.Fatalf("the letter at %s, its own origin, is recorded as a copy", l.Position)
+		}
+		if !own {
+			return // a copy of an earlier letter, whose text the row holds
+		}
+		for _, s := range []struct{ stored, letter string }{{*storedGroup, l.Group}, {*storedErr, l.Error}, {*storedID, l.EventID}} {
 			if !utf8.ValidString(s.stored) {
 				t.Fatalf("stored %q: not UTF-8", s.stored)
 			}

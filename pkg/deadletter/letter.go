@@ -4,8 +4,13 @@
 //
 //   - List reads dead-letter topics from their start to their end as it was
 //     when List began (the high watermark), without a consumer group, and
-//     returns what it found, filtered. A record without the dlq.* headers is
-//     listed with what is known, never dropped.
+//     returns what it found, filtered, one letter per Origin: the consumer
+//     writes a dead letter before its offset is committed, so a crash, a
+//     broker restart or a rebalance in between redelivers the message and it
+//     is dead-lettered again (at-least-once, inherent to a consumer that is
+//     not transactional). The copies are one letter, listed once with
+//     Copies. A record without the dlq.* headers is listed with what is
+//     known, never dropped.
 //   - Replay writes a dead letter's original message (key, value, original
 //     headers, traceparent) back to its original topic, marked as a replay.
 //     Replaying twice changes nothing: every consumer's inbox skips an event
@@ -15,7 +20,7 @@
 //     including topics created after it started, and hands each letter to a
 //     handler, committing only after the handler succeeded (at-least-once:
 //     the handler must be idempotent, e.g. Record, keyed by the letter's
-//     position).
+//     origin, which records the copies of a letter as one).
 package deadletter
 
 import (
@@ -129,6 +134,65 @@ type Letter struct {
 	// Problems lists what is missing or unreadable in the dlq.* headers;
 	// empty for a letter the consumer wrote.
 	Problems []string `json:"problems,omitempty"`
+
+	// Copies is how many records List found of this letter (the same
+	// Origin): 1, or more for a message dead-lettered again after a
+	// redelivery. Position is the oldest failure's, Duplicates the others',
+	// oldest failure first. Decode and Get leave both empty: they read one
+	// record.
+	Copies     int        `json:"copies,omitempty"`
+	Duplicates []Position `json:"duplicates,omitempty"`
+}
+
+// Origin is what makes a dead letter one: the consumer group that
+// dead-lettered a message and where that message lay. Copies of a letter
+// (the message dead-lettered again after a redelivery) share it; a replay
+// that fails again has an origin of its own (the replay's offset).
+type Origin struct {
+	Group string `json:"group"`
+	Position
+}
+
+// Origin returns l's origin: its group and its dlq.original.* position. A
+// letter that does not say where it came from, completely and readably, is
+// its own origin (its group and its own position), and ok is false.
+func (l Letter) Origin() (o Origin, ok bool) {
+	o = Origin{Group: l.Group, Position: l.Position}
+	if l.Original == nil || l.Original.Topic == "" {
+		return o, false
+	}
+	// Decode reads unreadable partitions and offsets as 0: those letters
+	// must not be taken for copies of one another. Nor can a partition
+	// Kafka cannot have (an int32 >= 0) or a negative offset say where a
+	// message lay.
+	if p, err := strconv.ParseInt(l.Header(consumer.HeaderDLQOriginalPartition), 10, 32); err != nil || p < 0 {
+		return o, false
+	}
+	if off, err := strconv.ParseInt(l.Header(consumer.HeaderDLQOriginalOffset), 10, 64); err != nil || off < 0 {
+		return o, false
+	}
+	o.Position = *l.Original
+	return o, true
+}
+
+// Distinct returns letters with the copies of each letter (the same Origin)
+// folded into the first of them, which keeps its place and gets Copies and
+// Duplicates; every other letter has Copies 1.
+func Distinct(letters []Letter) []Letter {
+	out := make([]Letter, 0, len(letters))
+	at := make(map[Origin]int, len(letters))
+	for _, l := range letters {
+		o, _ := l.Origin()
+		if i, seen := at[o]; seen {
+			out[i].Copies++
+			out[i].Duplicates = append(out[i].Duplicates, l.Position)
+			continue
+		}
+		at[o] = len(out)
+		l.Copies, l.Duplicates = 1, nil
+		out = append(out, l)
+	}
+	return out
 }
 
 // Decode reads a record of a dead-letter topic. It never fails: what cannot

@@ -22,7 +22,8 @@ const timeout = 10 * time.Second
 // List reads the dead-letter topics, from their first retained record to the
 // end each partition had when List asked (so it terminates however fast
 // letters arrive), and returns the letters that f matches, oldest failure
-// first. It reads only <f.Group>.dlq when f names a group, and then fails
+// first, each letter once (Distinct: the copies of a message dead-lettered
+// again after a redelivery are one letter, with Copies and Duplicates). It reads only <f.Group>.dlq when f names a group, and then fails
 // with ErrNotFound if that topic does not exist; otherwise every topic whose
 // name ends in .dlq. It uses no consumer group and commits nothing.
 func List(ctx context.Context, brokers []string, f Filter) ([]Letter, error) {
@@ -62,7 +63,7 @@ func List(ctx context.Context, brokers []string, f Filter) ([]Letter, error) {
 		return cmp.Or(strings.Compare(a.Position.Topic, b.Position.Topic), cmp.Compare(a.Position.Partition, b.Position.Partition),
 			cmp.Compare(a.Position.Offset, b.Position.Offset))
 	})
-	return out, nil
+	return Distinct(out), nil
 }
 
 // Get reads the letter at p. It fails with ErrInvalid when p is not in a

@@ -16,22 +16,31 @@ import (
 // Schema is the table of the dead letters that concern orders, which the
 // service running Watch with Record keeps (the order service: an order
 // whose event was dead-lettered anywhere is stuck until someone replays
-// it). One row per letter, keyed by its position, so recording a letter
-// again changes nothing.
+// it). One row per letter, keyed by its origin (Letter.Origin: the group
+// and the original_* position), so recording a letter again changes
+// nothing and recording a copy of it (the message dead-lettered again after
+// a redelivery) only adds the copy's position to copies. dlq_* is the
+// position of the first copy recorded. The same table as the order
+// service's migrations make.
 const Schema = `CREATE TABLE IF NOT EXISTS order_dead_letters (
-    dlq_topic      text        NOT NULL,
-    dlq_partition  integer     NOT NULL,
-    dlq_offset     bigint      NOT NULL,
-    order_id       uuid        NOT NULL,
-    consumer_group text        NOT NULL,
-    event_type     text        NOT NULL,
-    event_id       text        NOT NULL,
-    reason         text        NOT NULL,
-    error          text        NOT NULL,
-    failed_at      timestamptz,
-    replay_count   integer     NOT NULL DEFAULT 0,
-    recorded_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (dlq_topic, dlq_partition, dlq_offset)
+    dlq_topic          text        NOT NULL,
+    dlq_partition      integer     NOT NULL,
+    dlq_offset         bigint      NOT NULL,
+    original_topic     text        NOT NULL,
+    original_partition integer     NOT NULL,
+    original_offset    bigint      NOT NULL,
+    copies             text[]      NOT NULL,
+    order_id           uuid        NOT NULL,
+    consumer_group     text        NOT NULL,
+    event_type         text        NOT NULL,
+    event_id           text        NOT NULL,
+    reason             text        NOT NULL,
+    error              text        NOT NULL,
+    failed_at          timestamptz,
+    replay_count       integer     NOT NULL DEFAULT 0,
+    recorded_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_group, original_topic, original_partition, original_offset),
+    UNIQUE (dlq_topic, dlq_partition, dlq_offset)
 );
 CREATE INDEX IF NOT EXISTS order_dead_letters_order_id ON order_dead_letters (order_id, failed_at)`
 
@@ -40,15 +49,26 @@ type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-const insertLetter = `INSERT INTO order_dead_letters
-    (dlq_topic, dlq_partition, dlq_offset, order_id, consumer_group, event_type, event_id, reason, error, failed_at, replay_count)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+// insertLetter records a letter whose origin and position are both new;
+// addCopy then adds its position to the row of its origin when it is a
+// copy. Each is idempotent, so the pair is too, without a transaction.
+const (
+	insertLetter = `INSERT INTO order_dead_letters
+    (dlq_topic, dlq_partition, dlq_offset, original_topic, original_partition, original_offset, copies,
+     order_id, consumer_group, event_type, event_id, reason, error, failed_at, replay_count)
+VALUES ($1, $2, $3, $4, $5, $6, ARRAY[$7::text], $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT DO NOTHING`
+	addCopy = `UPDATE order_dead_letters SET copies = array_append(copies, $5::text)
+WHERE consumer_group = $1 AND original_topic = $2 AND original_partition = $3 AND original_offset = $4
+    AND NOT $5::text = ANY (copies)`
+)
 
 // Record stores l in order_dead_letters (Schema) if it concerns an order:
 // its order id (ce_subject, else the key) is a UUID; letters about anything
 // else (a product, an undecodable message with no id) are passed over, and
-// recorded reports false. Recording the same letter again changes nothing.
+// recorded reports false. Recording the same letter again changes nothing;
+// recording a copy of a recorded letter (the same Letter.Origin, another
+// position) adds one to the row's copies and changes nothing else.
 func Record(ctx context.Context, db Execer, l Letter) (recorded bool, err error) {
 	id, err := uuid.Parse(l.OrderID)
 	if err != nil {
@@ -58,9 +78,18 @@ func Record(ctx context.Context, db Execer, l Letter) (recorded bool, err error)
 	if !l.FailedAt.IsZero() {
 		failedAt = &l.FailedAt
 	}
-	if _, err := db.Exec(ctx, insertLetter, text(l.Position.Topic), l.Position.Partition, l.Position.Offset, id,
-		text(l.Group), text(l.EventType), text(l.EventID), text(l.Reason), text(l.Error), failedAt, l.ReplayCount); err != nil {
+	o, _ := l.Origin()
+	pos := text(l.Position.String())
+	tag, err := db.Exec(ctx, insertLetter, text(l.Position.Topic), l.Position.Partition, l.Position.Offset,
+		text(o.Topic), o.Partition, o.Offset, pos, id,
+		text(l.Group), text(l.EventType), text(l.EventID), text(l.Reason), text(l.Error), failedAt, l.ReplayCount)
+	if err != nil {
 		return false, fmt.Errorf("record dead letter %s of order %s: %w", l.Position, id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		if _, err := db.Exec(ctx, addCopy, text(o.Group), text(o.Topic), o.Partition, o.Offset, pos); err != nil {
+			return false, fmt.Errorf("record dead letter %s of order %s as a copy of %s: %w", l.Position, id, o.Position, err)
+		}
 	}
 	return true, nil
 }
@@ -94,6 +123,10 @@ type Recorded struct {
 	Error     string     `db:"error" json:"error"`
 	FailedAt  *time.Time `db:"failed_at" json:"failed_at,omitempty"`
 	Replays   int        `db:"replay_count" json:"replay_count"`
+	// Copies is how many records of the dead-letter topics hold this
+	// letter (1, or more for a message dead-lettered again after a
+	// redelivery); Topic, Partition and Offset are the first one's.
+	Copies int `db:"copies" json:"copies"`
 }
 
 // Position is where the letter lies, for `sagashopctl dlq show` and replay.
@@ -101,11 +134,11 @@ func (r Recorded) Position() Position {
 	return Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 }
 
-// ForOrder returns the recorded dead letters of an order, oldest failure
-// first; none is an empty slice.
+// ForOrder returns the recorded dead letters of an order, each once, oldest
+// failure first; none is an empty slice.
 func ForOrder(ctx context.Context, q database.Querier, orderID uuid.UUID) ([]Recorded, error) {
 	rows, err := q.Query(ctx, `SELECT dlq_topic, dlq_partition, dlq_offset, order_id, consumer_group, event_type, event_id,
-    reason, error, failed_at, replay_count
+    reason, error, failed_at, replay_count, cardinality(copies) AS copies
 FROM order_dead_letters WHERE order_id = $1
 ORDER BY failed_at NULLS LAST, dlq_topic, dlq_partition, dlq_offset`, orderID)
 	if err != nil {

@@ -214,7 +214,9 @@ func dlq(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // dlqReplay replays the letters at c.positions (all of them or none, if one
 // is missing or not replayable), or every replayable letter c.filter selects
-// with --all, and prints each.
+// with --all, and prints each. A letter is replayed once however many
+// copies of it the dead-letter topic holds (deadletter.List folds them into
+// one; of positions that are copies of one letter, the first is replayed).
 func dlqReplay(ctx context.Context, c dlqCommand, stdout io.Writer) error {
 	var letters []deadletter.Letter
 	if c.all {
@@ -230,6 +232,7 @@ func dlqReplay(ctx context.Context, c dlqCommand, stdout io.Writer) error {
 			letters = append(letters, l)
 		}
 	} else {
+		first := map[deadletter.Origin]deadletter.Position{}
 		for _, p := range c.positions {
 			l, err := deadletter.Get(ctx, c.brokers, p)
 			if err != nil {
@@ -238,6 +241,12 @@ func dlqReplay(ctx context.Context, c dlqCommand, stdout io.Writer) error {
 			if _, err := deadletter.Message(l, time.Now()); err != nil {
 				return fmt.Errorf("nothing replayed: %w", err)
 			}
+			o, _ := l.Origin()
+			if f, seen := first[o]; seen {
+				fmt.Fprintf(stdout, "skipped  %s: a copy of %s (both dead-lettered %s)\n", l.Position, f, o.Position)
+				continue
+			}
+			first[o] = l.Position
 			letters = append(letters, l)
 		}
 	}
@@ -255,8 +264,12 @@ func dlqReplay(ctx context.Context, c dlqCommand, stdout io.Writer) error {
 		}
 	}
 	for _, l := range letters {
-		fmt.Fprintf(stdout, "%s %s -> %s (%s, order %s, replay %d)\n", verb, l.Position, l.Original.Topic, dlqOr(l.EventType, "?"),
-			dlqOr(l.OrderID, "?"), l.ReplayCount+1)
+		copies := ""
+		if l.Copies > 1 {
+			copies = fmt.Sprintf(", once for its %d copies", l.Copies)
+		}
+		fmt.Fprintf(stdout, "%s %s -> %s (%s, order %s, replay %d%s)\n", verb, l.Position, l.Original.Topic, dlqOr(l.EventType, "?"),
+			dlqOr(l.OrderID, "?"), l.ReplayCount+1, copies)
 	}
 	fmt.Fprintf(stdout, "%d dead letters %s\n", len(letters), verb)
 	return nil
@@ -270,10 +283,12 @@ func dlqOr(v, def string) string {
 }
 
 // writeDLQTable prints letters as a table: failed_at, group, type, order id,
-// reason, error (truncated), position.
+// reason, error (truncated), copies (how many records hold the letter: a
+// message dead-lettered again after a redelivery is one letter), position
+// (the first copy's).
 func writeDLQTable(w io.Writer, letters []deadletter.Letter) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FAILED_AT\tGROUP\tTYPE\tORDER\tREASON\tERROR\tPOSITION")
+	fmt.Fprintln(tw, "FAILED_AT\tGROUP\tTYPE\tORDER\tREASON\tERROR\tCOPIES\tPOSITION")
 	for _, l := range letters {
 		failed := "-"
 		if !l.FailedAt.IsZero() {
@@ -283,8 +298,8 @@ func writeDLQTable(w io.Writer, letters []deadletter.Letter) error {
 		if len(l.Problems) > 0 {
 			reason += " (malformed)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", failed, dlqOr(l.Group, "-"), dlqOr(l.EventType, "-"), dlqOr(l.OrderID, "-"),
-			reason, dlqOr(dlqTruncate(dlqOneLine(l.Error), 60), "-"), l.Position)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", failed, dlqOr(l.Group, "-"), dlqOr(l.EventType, "-"), dlqOr(l.OrderID, "-"),
+			reason, dlqOr(dlqTruncate(dlqOneLine(l.Error), 60), "-"), max(l.Copies, 1), l.Position)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

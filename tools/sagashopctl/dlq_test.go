@@ -130,7 +130,9 @@ func testLetters() []deadletter.Letter {
 
 func TestWriteDLQTable(t *testing.T) {
 	var b bytes.Buffer
-	if err := writeDLQTable(&b, testLetters()); err != nil {
+	letters := testLetters()
+	letters[0].Copies = 2 // a message dead-lettered again after a redelivery
+	if err := writeDLQTable(&b, letters); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
@@ -138,10 +140,10 @@ func TestWriteDLQTable(t *testing.T) {
 		t.Fatalf("table:\n%s", b.String())
 	}
 	for i, want := range [][]string{
-		{"FAILED_AT", "GROUP", "TYPE", "ORDER", "REASON", "ERROR", "POSITION"},
+		{"FAILED_AT", "GROUP", "TYPE", "ORDER", "REASON", "ERROR", "COPIES", "POSITION"},
 		{"2026-12-02T03:04:05Z", "inventory", "PaymentProcessed", "0193a4f0-0000-7000-8000-000000000001", "max_attempts",
-			"apply PaymentProcessed 0193: reserve stock for 0193: ERROR:…", "inventory.dlq/2/17"},
-		{"-", "payment", "-", "poison", "- (malformed)", "-", "payment.dlq/0/0"},
+			"apply PaymentProcessed 0193: reserve stock for 0193: ERROR:…", "  2  ", "inventory.dlq/2/17"},
+		{"-", "payment", "-", "poison", "- (malformed)", "-", "  1  ", "payment.dlq/0/0"},
 		{"2 dead letters"},
 	} {
 		for _, w := range want {
@@ -246,6 +248,16 @@ func TestDLQCommands(t *testing.T) {
 		defer wcancel()
 		return w.WriteMessages(wctx, letter) == nil
 	})
+	// The same letter again, as the consumer writes it when the message is
+	// redelivered before its offset was committed: one letter, two copies.
+	for i, h := range letter.Headers {
+		if h.Key == consumer.HeaderDLQFailedAt {
+			letter.Headers[i].Value = []byte(time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if err := w.WriteMessages(ctx, letter); err != nil {
+		t.Fatalf("the copy: %v", err)
+	}
 
 	getenv := func(k string) string {
 		if k == "KAFKA_BROKERS" {
@@ -265,23 +277,38 @@ func TestDLQCommands(t *testing.T) {
 	if !strings.Contains(list, order) || !strings.Contains(list, "max_attempts") || !strings.Contains(list, "1 dead letters") {
 		t.Fatalf("list:\n%s", list)
 	}
-	// The position is the last column of the table's one row.
+	// The position is the last column of the table's one row, its copies
+	// the one before.
 	fields := strings.Fields(strings.Split(list, "\n")[1])
 	position := fields[len(fields)-1]
-	if !strings.HasPrefix(position, dlqTopic+"/") {
-		t.Fatalf("position %q", position)
+	if !strings.HasPrefix(position, dlqTopic+"/") || fields[len(fields)-2] != "2" {
+		t.Fatalf("position %q, copies %q:\n%s", position, fields[len(fields)-2], list)
 	}
+	var listed struct {
+		Copies     int                   `json:"copies"`
+		Duplicates []deadletter.Position `json:"duplicates"`
+	}
+	if err := json.Unmarshal([]byte(ctl("list", "--group", group, "--json")), &listed); err != nil || listed.Copies != 2 || len(listed.Duplicates) != 1 {
+		t.Fatalf("list --json: %+v, %v", listed, err)
+	}
+	copyAt := listed.Duplicates[0].String()
 	if out := ctl("list", "--group", group, "--order", "someone-else"); !strings.Contains(out, "0 dead letters") {
 		t.Fatalf("filtered list:\n%s", out)
 	}
 	if show := ctl("show", position); !strings.Contains(show, "reserve: boom") || !strings.Contains(show, source+"/0/0") {
 		t.Fatalf("show:\n%s", show)
 	}
-	if out := ctl("replay", "--all", "--group", group, "--dry-run"); !strings.Contains(out, "would replay "+position+" -> "+source) {
+	if out := ctl("replay", "--all", "--group", group, "--dry-run"); !strings.Contains(out, "would replay "+position+" -> "+source) ||
+		!strings.Contains(out, "1 dead letters would replay") || !strings.Contains(out, "once for its 2 copies") {
 		t.Fatalf("dry run:\n%s", out)
 	}
-	if out := ctl("replay", position); !strings.Contains(out, "replayed "+position+" -> "+source) || !strings.Contains(out, "replay 1)") {
-		t.Fatalf("replay:\n%s", out)
+	if out := ctl("replay", position, copyAt, "--dry-run"); !strings.Contains(out, "skipped  "+copyAt+": a copy of "+position) ||
+		!strings.Contains(out, "1 dead letters would replay") {
+		t.Fatalf("dry run of both copies:\n%s", out)
+	}
+	if out := ctl("replay", "--all", "--group", group); !strings.Contains(out, "replayed "+position+" -> "+source) ||
+		!strings.Contains(out, "replay 1, once for its 2 copies)") || !strings.Contains(out, "1 dead letters replayed") {
+		t.Fatalf("replay --all:\n%s", out)
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: source, Partition: partitionOf(t, ctx, brokers, source), MaxWait: 100 * time.Millisecond})
 	defer r.Close()
@@ -294,6 +321,13 @@ func TestDLQCommands(t *testing.T) {
 	if string(m.Key) != order || events.Header(m, deadletter.HeaderReplayedFrom) != position ||
 		events.Header(m, events.HeaderTraceParent) != e.TraceParent || events.Header(m, consumer.HeaderDLQReason) != "" {
 		t.Fatalf("replayed %q with headers %v", m.Key, m.Headers)
+	}
+	// replay --all wrote the letter once, not once per copy: nothing
+	// follows it.
+	rctx2, rcancel2 := context.WithTimeout(ctx, 2*time.Second)
+	defer rcancel2()
+	if m, err := r.ReadMessage(rctx2); err == nil {
+		t.Fatalf("a second replay at %d: %v", m.Offset, m.Headers)
 	}
 
 	// Errors that are not usage errors: a position with no letter.
