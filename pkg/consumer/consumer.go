@@ -150,6 +150,10 @@ const (
 	defaultMaxAttempts = 10
 	defaultMinBackoff  = 50 * time.Millisecond
 	defaultMaxBackoff  = 5 * time.Second
+	// maxFetchBackoff caps the wait between failed fetches (a broker
+	// restart): retrying a fetch costs nothing, and at 5 s the consumer
+	// could sleep through most of the broker's return.
+	maxFetchBackoff    = time.Second
 	defaultLagInterval = 5 * time.Second
 	defaultRetention   = 7 * 24 * time.Hour
 	defaultBatchSize   = 100
@@ -306,11 +310,18 @@ func readerConfig(cfg Config, topics []string, log *slog.Logger) kafka.ReaderCon
 		// latency tail). At 2 s the slack is 1 s.
 		MaxWait: 2 * time.Second,
 		// Defaults of 3 s and 30 s make every rebalance, and noticing a dead
-		// member, slow.
+		// member, slow. A SIGKILLed member's partitions wait for its session
+		// to time out (or, when its restart joins first, for the rebalance
+		// to give up on it): 6 s is the broker's floor
+		// (group.min.session.timeout.ms), six heartbeats. kafka-go's Reader
+		// has no static membership (group.instance.id) nor incremental
+		// rebalancing, so these timeouts are what there is to shorten;
+		// Close leaves the group, so a SIGTERM costs one quick rebalance.
+		// Measured with tools/chaos -single kill (docs/RELIABILITY.md).
 		HeartbeatInterval: time.Second,
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
-		JoinGroupBackoff:  time.Second,
+		SessionTimeout:    6 * time.Second,
+		RebalanceTimeout:  6 * time.Second,
+		JoinGroupBackoff:  500 * time.Millisecond,
 		// Offsets are queued after each batch's transaction and committed
 		// every 100 ms, and once more when the reader closes or the group
 		// rebalances. Not a synchronous commit per message: one took ~7 ms
@@ -389,7 +400,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			// it keeps running into, which we only log and wait out.
 			fetchFailures++
 			c.log.Warn("fetch message", telemetry.Err(err))
-			if !sleep(ctx, c.backoff(fetchFailures)) {
+			if !sleep(ctx, min(c.backoff(fetchFailures), maxFetchBackoff)) {
 				break
 			}
 			continue

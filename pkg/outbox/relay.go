@@ -63,7 +63,10 @@ const (
 	defaultPollInterval = time.Second
 	defaultUnknownGrace = time.Minute
 	minBackoff          = 100 * time.Millisecond
-	maxBackoff          = 5 * time.Second
+	// maxBackoff is 1 s, not more: a retry costs one query or one
+	// produce, and a relay that backed off to 5 s during a broker or
+	// database restart published up to 5 s after it was back.
+	maxBackoff = time.Second
 	// statsInterval bounds how often a relay counts the pending rows: the
 	// count scans the table.
 	statsInterval = time.Second
