@@ -63,10 +63,13 @@ type singleFault struct {
 	Services []string `json:"services,omitempty"`
 	At       float64  `json:"at_s"`
 	End      float64  `json:"end_s"`
-	// Orders: placed from 5 s before the fault to its end; Longest: the
-	// longest send->terminal of them.
+	// Orders: acknowledged during the load, placed from 5 s before the
+	// fault to its end; Longest: the longest send->terminal of them.
 	Orders  int     `json:"orders"`
 	Longest float64 `json:"longest_s"`
+	// Refused: placed then too, acknowledged only by the retry after heal
+	// (every try during the load failed); not in Orders nor Longest.
+	Refused int `json:"refused"`
 	// Recovered: seconds after the fault's end until the orders placed
 	// (every one in the next 5 s) took no longer than the normal bound.
 	Recovered float64 `json:"recovered_s"`
@@ -114,9 +117,16 @@ func measureSingle(ctx context.Context, st *stack, cfg config, h *history, recs 
 		return res, fmt.Errorf("read terminal times: %w", err)
 	}
 	var samples []latencySample
+	var refused []float64
 	h.mu.Lock()
 	for _, o := range h.ops {
 		if !o.Ack || len(o.Attempts) == 0 {
+			continue
+		}
+		if o.AckAfterHeal {
+			// Refused throughout the fault (the load's tries span 2 s):
+			// counted per fault, not timed, since its wait is the load's.
+			refused = append(refused, o.Intended)
 			continue
 		}
 		// The first attempt was sent at about Intended; its At is when it returned.
@@ -148,6 +158,11 @@ func measureSingle(ctx context.Context, st *stack, cfg config, h *history, recs 
 			if s.sent >= f.At-5 && s.sent <= f.End {
 				f.Orders++
 				f.Longest = max(f.Longest, s.took)
+			}
+		}
+		for _, sent := range refused {
+			if sent >= f.At-5 && sent <= f.End {
+				f.Refused++
 			}
 		}
 		f.Recovered = recoveredAfter(samples, f.At, res.Normal) - f.End
@@ -209,10 +224,10 @@ func percentile(xs []float64, p float64) float64 {
 func (r singleResult) markdown(w io.Writer) {
 	fmt.Fprintf(w, "\n## Single fault: %s (seed %d, %.0f orders/s, load %s)\n\n", r.Kind, r.Seed, r.Rate, r.Load)
 	fmt.Fprintf(w, "Normal: p99 send->terminal before the first fault %.2f s; recovered = orders placed take <= %.2f s again.\n\n", r.Baseline, r.Normal)
-	fmt.Fprintln(w, "| fault | services | at | ends | orders placed -5 s..end | longest send->terminal | recovered after end |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| fault | services | at | ends | orders placed -5 s..end | refused (acknowledged after heal) | longest send->terminal of the others | recovered after end |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	for _, f := range r.Faults {
-		fmt.Fprintf(w, "| %s | %v | %.1f s | %.1f s | %d | %.1f s | %.1f s |\n", f.Kind, f.Services, f.At, f.End, f.Orders, f.Longest, f.Recovered)
+		fmt.Fprintf(w, "| %s | %v | %.1f s | %.1f s | %d | %d | %.1f s | %.1f s |\n", f.Kind, f.Services, f.At, f.End, f.Orders, f.Refused, f.Longest, f.Recovered)
 	}
 	fmt.Fprintf(w, "\n**%s**: longest median %.1f s, max %.1f s; recovered median %.1f s, max %.1f s; %d acknowledged orders not terminal.\n",
 		r.Kind, r.LongestMedian, r.LongestMax, r.RecoveredMedian, r.RecoveredMax, r.Unterminated)
