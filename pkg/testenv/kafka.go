@@ -71,7 +71,7 @@ func kafkaLibs(root string) string {
 
 func (k *PrivateKafka) java(args ...string) *exec.Cmd {
 	full := append([]string{
-		"-Xmx256m", "-Xms256m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+		"-Xmx512m", "-Xms256m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
 		"-Dlog4j2.configurationFile=" + filepath.Join(k.root, "tools", "kafka", "log4j2.properties"),
 		"-cp", filepath.Join(kafkaLibs(k.root), "*"),
 	}, args...)
