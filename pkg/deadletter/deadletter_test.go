@@ -461,7 +461,19 @@ func findMessage(t testing.TB, brokers []string, topic string, match func(kafka.
 	t.Helper()
 	var found kafka.Message
 	testenv.WaitFor(t, 30*time.Second, "message on "+topic, func() bool {
-		for p := range 2 {
+		// Every partition the topic has: a dead-letter topic has
+		// events.Partitions, a source topic of these tests 2.
+		conn, err := kafka.Dial("tcp", brokers[0])
+		if err != nil {
+			return false
+		}
+		parts, err := conn.ReadPartitions(topic)
+		_ = conn.Close()
+		if err != nil {
+			return false
+		}
+		for _, part := range parts {
+			p := part.ID
 			r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			for {
