@@ -192,9 +192,11 @@ func TestRebalance(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, events.Partitions)
 	var want []events.Envelope
-	// Enough work for the first member (10 ms a message, 6 s in all) that
-	// it is still busy when the second has joined, about a heartbeat (1 s)
-	// later; the second member is fast.
+	// Enough work for the first member (30 ms a message, 18 s in all) that
+	// it is still busy when the second has joined, a heartbeat (1 s) and a
+	// rebalance later; the second member is fast. (At 10 ms, 6 s in all, a
+	// fresh-clone CI run once saw the first member finish before the
+	// rebalance did.)
 	for seq := 1; seq <= 100; seq++ {
 		for k := range 6 {
 			want = append(want, event(t, fmt.Sprintf("order-%d", k), seq))
@@ -207,14 +209,14 @@ func TestRebalance(t *testing.T) {
 	// move twice while messages are in flight.
 	stopFirst := s.start(s.config(map[string]consumer.Handler{
 		typeAppended: func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(30 * time.Millisecond)
 			return slow(ctx, tx, e)
 		},
 	}))
 	s.waitEffects(15, 20*time.Second)
 	s.start(s.config(map[string]consumer.Handler{typeAppended: appendEffect("second")}))
 	var effs []effect
-	testenv.WaitFor(t, 20*time.Second, "the second member to take over partitions", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the second member to take over partitions", func() bool {
 		effs = s.effects()
 		for _, e := range effs {
 			if e.Consumer == "second" {
