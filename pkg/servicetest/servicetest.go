@@ -110,6 +110,15 @@ func OutboxEvents(t testing.TB, q Querier, key string) []OutboxEvent {
 	return readOutbox(t, q, "WHERE key = $1", key)
 }
 
+// Types returns the event types of outbox events, in their order.
+func Types(es []OutboxEvent) []string {
+	types := make([]string, 0, len(es))
+	for _, e := range es {
+		types = append(types, e.Envelope.Type)
+	}
+	return types
+}
+
 // RequireOneEvent fails the test unless the outbox holds exactly one event
 // under key, of type typ on topic, written by source in reaction to cause
 // (cause's id is its causation id, cause's correlation id its own), and

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 
@@ -21,28 +22,6 @@ func (ts *testService) mustApply(t *testing.T, e events.Envelope) {
 	if err := ts.Apply(t, e); err != nil {
 		t.Fatalf("%s: %v", e.Type, err)
 	}
-}
-
-// eventTypes returns the types of the outbox events under key, oldest first.
-func (ts *testService) eventTypes(t *testing.T, key string) []string {
-	t.Helper()
-	var types []string
-	for _, e := range servicetest.OutboxEvents(t, ts.Pool, key) {
-		types = append(types, e.Envelope.Type)
-	}
-	return types
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestOrderCancelledReleasesTheReservation: whatever inventory holds for
@@ -102,7 +81,7 @@ func TestOrderCancelledReleasesTheReservation(t *testing.T) {
 			}
 			ts.wantReservation(t, orderID, tt.status)
 			ts.wantStock(t, "MUG", tt.available, tt.reserve)
-			if got := ts.eventTypes(t, orderID); !equal(got, tt.events) {
+			if got := servicetest.Types(servicetest.OutboxEvents(t, ts.Pool, orderID)); !slices.Equal(got, tt.events) {
 				t.Fatalf("outbox %v, want %v", got, tt.events)
 			}
 			if v := servicetest.Metric(t, ts.Registry, "reservations_released_total"); v != tt.released {
@@ -147,7 +126,7 @@ func TestCancellationInEitherOrder(t *testing.T) {
 			ts.wantReservation(t, orderID, tt.status)
 			ts.wantStock(t, "MUG", 5, 0)
 			ts.wantStock(t, "TEA", 2, 0)
-			if got := ts.eventTypes(t, orderID); !equal(got, tt.events) {
+			if got := servicetest.Types(servicetest.OutboxEvents(t, ts.Pool, orderID)); !slices.Equal(got, tt.events) {
 				t.Fatalf("outbox %v, want %v", got, tt.events)
 			}
 			if v := servicetest.Metric(t, ts.Registry, "reservations_total", "outcome", "refused"); v != tt.refused {
@@ -217,7 +196,7 @@ func TestReservationRacesCancellation(t *testing.T) {
 		if !ok {
 			t.Fatalf("reservation %s, want RELEASED or CANCELLED", r.Status)
 		}
-		if got := ts.eventTypes(t, orderID); !equal(got, types) {
+		if got := servicetest.Types(servicetest.OutboxEvents(t, ts.Pool, orderID)); !slices.Equal(got, types) {
 			t.Fatalf("reservation %s with events %v, want %v", r.Status, got, types)
 		}
 	}

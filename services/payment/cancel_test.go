@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 
@@ -26,28 +27,6 @@ func (ts *testService) wantLedger(t *testing.T) {
 		- coalesce((SELECT sum(balance_cents) FROM accounts), 0)`); n != 0 {
 		t.Fatalf("ledger off by %d", n)
 	}
-}
-
-// eventTypes returns the types of the outbox events under key, oldest first.
-func (ts *testService) eventTypes(t *testing.T, key string) []string {
-	t.Helper()
-	var types []string
-	for _, e := range servicetest.OutboxEvents(t, ts.Pool, key) {
-		types = append(types, e.Envelope.Type)
-	}
-	return types
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestOrderCancelledUndoesThePayment: whatever payment holds for the order
@@ -124,7 +103,7 @@ func TestOrderCancelledUndoesThePayment(t *testing.T) {
 				}
 			}
 			ts.wantLedger(t)
-			if got := ts.eventTypes(t, orderID); !equal(got, tt.events) {
+			if got := servicetest.Types(servicetest.OutboxEvents(t, ts.Pool, orderID)); !slices.Equal(got, tt.events) {
 				t.Fatalf("outbox %v, want %v", got, tt.events)
 			}
 			if v := servicetest.Metric(t, ts.Registry, "refunds_total"); v != tt.refunds {
@@ -227,7 +206,7 @@ func TestChargeRacesCancellation(t *testing.T) {
 		if !ok {
 			t.Fatalf("payment %+v, want REFUNDED or CANCELLED", p)
 		}
-		if got := ts.eventTypes(t, orderID); !equal(got, types) {
+		if got := servicetest.Types(servicetest.OutboxEvents(t, ts.Pool, orderID)); !slices.Equal(got, types) {
 			t.Fatalf("payment %s with events %v, want %v", p.Status, got, types)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -28,28 +29,6 @@ func mustApply(t *testing.T, ts testService, e events.Envelope) {
 	if err := ts.Apply(t, e); err != nil {
 		t.Fatalf("%s: %v", e.Type, err)
 	}
-}
-
-// outboxTypes returns the types of the events in the outbox, oldest first.
-func outboxTypes(t *testing.T, ts testService) []string {
-	t.Helper()
-	var types []string
-	for _, o := range servicetest.Outbox(t, ts.pool) {
-		types = append(types, o.Envelope.Type)
-	}
-	return types
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // wantNotShown asserts that the shipping API has no shipment for the order.
@@ -82,7 +61,7 @@ func TestOrderExpiredBeforeShipping(t *testing.T) {
 	for range 2 {
 		mustApply(t, ts, servicetest.Event(t, "inventory", reserved(orderID)))
 	}
-	if types := outboxTypes(t, ts); !equal(types, []string{events.TypeShipmentCancelled}) {
+	if types := servicetest.Types(servicetest.Outbox(t, ts.pool)); !slices.Equal(types, []string{events.TypeShipmentCancelled}) {
 		t.Fatalf("outbox %v, want only the ShipmentCancelled", types)
 	}
 	wantNotShown(t, ts, orderID)
@@ -96,7 +75,7 @@ func TestOrderExpiredBeforeShipping(t *testing.T) {
 	}
 	// The cancellation that follows changes nothing more.
 	mustApply(t, ts, servicetest.Event(t, "order", cancelled(orderID, events.ReasonTimedOut)))
-	if types := outboxTypes(t, ts); len(types) != 1 {
+	if types := servicetest.Types(servicetest.Outbox(t, ts.pool)); len(types) != 1 {
 		t.Fatalf("outbox %v after OrderCancelled, want only the ShipmentCancelled", types)
 	}
 }
@@ -112,7 +91,7 @@ func TestOrderExpiredAfterShipping(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustApply(t, ts, servicetest.Event(t, "order", expired(orderID)))
-	if types := outboxTypes(t, ts); !equal(types, []string{events.TypeOrderShipped}) {
+	if types := servicetest.Types(servicetest.Outbox(t, ts.pool)); !slices.Equal(types, []string{events.TypeOrderShipped}) {
 		t.Fatalf("outbox %v, want only the OrderShipped", types)
 	}
 	after, err := getShipment(t.Context(), ts.pool, uuid.MustParse(orderID))
@@ -161,7 +140,7 @@ func TestOrderCancelledLeavesATombstone(t *testing.T) {
 			if status != tt.status {
 				t.Fatalf("status %s, want %s", status, tt.status)
 			}
-			if types := outboxTypes(t, ts); !equal(types, tt.events) {
+			if types := servicetest.Types(servicetest.Outbox(t, ts.pool)); !slices.Equal(types, tt.events) {
 				t.Fatalf("outbox %v, want %v", types, tt.events)
 			}
 			if n := servicetest.Count(t, ts.pool, `SELECT count(*) FROM shipments`); n != 1 {
